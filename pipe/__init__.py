@@ -1,0 +1,1 @@
+"""Bitbucket Pipe: keyless Google Cloud access through Workload Identity Federation."""

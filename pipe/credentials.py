@@ -1,0 +1,103 @@
+"""Google credentials from the step token: STS exchange, then optional service-account impersonation.
+
+google-auth does the wire work (identity_pool with a subject-token supplier, impersonated_credentials);
+this module wires it to the pipe's endpoints and turns its exceptions into explained PipeErrors.
+"""
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from google.auth import exceptions, identity_pool, impersonated_credentials
+
+from pipe import diagnose, redact
+from pipe.config import Config
+from pipe.errors import PipeError
+from pipe.oidc import StepToken
+from pipe.transport import Transport
+
+JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+
+
+class _StepTokenSupplier(identity_pool.SubjectTokenSupplier):
+    """Hands google-auth the step token from memory: no token file is written."""
+
+    def __init__(self, token: str):
+        self._token = token
+
+    def get_subject_token(self, context, request):
+        return self._token
+
+
+@dataclass(frozen=True)
+class Minted:
+    access_token: str = field(repr=False)
+    expiry: datetime | None
+    principal: str  # who the token speaks for, in IAM member form
+
+    @property
+    def registry_password(self) -> str:
+        return self.access_token
+
+
+def federated_credentials(cfg: Config, step: StepToken, scopes) -> identity_pool.Credentials:
+    return identity_pool.Credentials(
+        audience=cfg.provider.audience,
+        subject_token_type=JWT_TOKEN_TYPE,
+        token_url=cfg.token_url,
+        subject_token_supplier=_StepTokenSupplier(step.value),
+        scopes=list(scopes),
+        universe_domain=cfg.universe_domain,
+    )
+
+
+def principal_set(cfg: Config, step: StepToken) -> str:
+    """The member a repository-scoped grant uses (the mapping `attribute.repository_uuid` is documented)."""
+    return (
+        f"principalSet://iam.googleapis.com/{cfg.provider.pool_name}"
+        f"/attribute.repository_uuid/{step.claim('repositoryUuid')}"
+    )
+
+
+def mint(cfg: Config, step: StepToken, transport: Transport) -> Minted:
+    """One access token: the federated token itself, or the service account's."""
+    federated = federated_credentials(cfg, step, cfg.scopes)
+    if cfg.service_account is None:
+        _refresh(federated, transport, cfg, step)
+        return Minted(federated.token, federated.expiry, principal_set(cfg, step))
+
+    impersonated = impersonated_credentials.Credentials(
+        source_credentials=federated,
+        target_principal=cfg.service_account,
+        target_scopes=list(cfg.scopes),
+        iam_endpoint_override=cfg.iam_url(cfg.service_account, "generateAccessToken"),
+    )
+    _refresh(impersonated, transport, cfg, step)
+    return Minted(impersonated.token, impersonated.expiry, f"serviceAccount:{cfg.service_account}")
+
+
+def _refresh(credentials, transport: Transport, cfg: Config, step: StepToken) -> None:
+    try:
+        credentials.refresh(transport)
+    except exceptions.OAuthError as error:  # STS answered with an OAuth error body
+        raise PipeError(diagnose.sts_error(_body(error), cfg, step)) from None
+    except exceptions.TransportError as error:
+        raise PipeError(
+            f"Could not reach Google ({redact.redact(str(error))}): check STS_ENDPOINT / IAM_CREDENTIALS_ENDPOINT "
+            "and the step's network access to *.googleapis.com."
+        ) from None
+    except exceptions.RefreshError as error:  # IAM Credentials refused the impersonation
+        raise PipeError(diagnose.iam_error(_body(error), cfg, step)) from None
+    redact.add_secret(credentials.token)
+
+
+def _body(error: Exception) -> dict:
+    """google-auth puts the raw response body in args[1]."""
+    raw = error.args[1] if len(error.args) > 1 else error.args[0] if error.args else ""
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = json.loads(raw)
+    except (TypeError, ValueError):
+        return {"message": str(raw)}
+    return parsed if isinstance(parsed, dict) else {"message": str(raw)}

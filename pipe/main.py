@@ -1,0 +1,114 @@
+"""Entrypoint: variables → step token → Google credentials → registry auth → container → outputs.
+
+Heavy libraries are imported only by the stage that needs them: google-auth after validation,
+the Docker SDK only for pull and run.
+"""
+
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from bitbucket_pipes_toolkit import Pipe
+
+from pipe import config, oidc, redact
+from pipe.errors import PipeError
+
+PIPE_YML = Path(__file__).resolve().parent.parent / "pipe.yml"
+log = logging.getLogger("pipe")
+
+
+class Stopped(BaseException):
+    """SIGTERM/SIGINT: unwinds through every `finally`, so run containers are removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+class KeylessPipe(Pipe):
+    def enable_debug_log_level(self):
+        # The toolkit treats any non-empty DEBUG string as true; use the pipe's boolean rule.
+        try:
+            debug = config.parsers.boolean("DEBUG", self.env.get("DEBUG"))
+        except PipeError:
+            debug = False
+        logging.getLogger().setLevel(logging.DEBUG if debug else logging.INFO)
+
+    def run(self):
+        super().run()
+        cfg = config.load(self.env, Path.cwd())
+        step = oidc.read(self.env)
+        redact.add_secret(step.value)
+        log.debug(f"Step token: iss={step.claim('iss')} aud={step.audiences} lifetime={_lifetime(step)}")
+
+        from pipe import credentials, registry, transport  # google-auth: only once the input is valid
+
+        if cfg.image:
+            registry.check_allowed(cfg.image, cfg.registries)
+        client = None
+        if cfg.action in ("pull", "run"):
+            from pipe import container  # the Docker SDK: only for actions that use the daemon
+
+            client = container.connect()
+
+        who = f"as {cfg.service_account}" if cfg.service_account else "by direct federation"
+        minted = credentials.mint(cfg, step, transport.Transport())
+        self.success(f"Authenticated to Google Cloud {who} through {cfg.provider.provider_id}.")
+        if cfg.action == "auth":
+            return 0
+
+        container.pull(client, cfg.image, registry.auth_config(minted.access_token), minted.principal)
+        self.success(f"Pulled {cfg.image.reference}.")
+        if cfg.action == "pull":
+            return 0
+
+        environment = container.run_environment(cfg.env, self.env)
+        status = container.run(
+            client, cfg.image, script=cfg.script, command=cfg.command, environment=environment,
+            workdir=cfg.workdir, clone_dir=cfg.clone_dir,
+        )
+        if status != 0:
+            raise PipeError(f"The script in {cfg.image.reference} exited with code {status}.", exit_code=status)
+        self.success(f"The script in {cfg.image.reference} succeeded.")
+        return 0
+
+
+def _lifetime(step: oidc.StepToken) -> str:
+    exp, iat = step.claims.get("exp"), step.claims.get("iat")
+    return f"{exp - iat}s" if isinstance(exp, int) and isinstance(iat, int) else "unknown"
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
+def _fail(message: str, exit_code: int) -> int:
+    print(f"\x1b[31m✖ {redact.redact(message)}\x1b[0m", flush=True)
+    return exit_code
+
+
+def main(env: dict | None = None) -> int:
+    env = dict(os.environ if env is None else env)
+    redact.install()
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        pipe = KeylessPipe(
+            pipe_metadata_file=str(PIPE_YML), schema=config.toolkit_schema(), env=env,
+            check_for_newer_version=False,
+        )
+        return pipe.run()
+    except PipeError as error:
+        return _fail(error.message, error.exit_code)
+    except Stopped as stop:
+        return _fail(f"Stopped by signal {signal.Signals(stop.signum).name}; cleaned up.", 128 + stop.signum)
+    except Exception as error:  # a bug, not a user error: one line, the trace only under DEBUG
+        log.debug(redact.redact(traceback.format_exc()))
+        return _fail(f"Unexpected error ({type(error).__name__}): {error}. Rerun with DEBUG: 'true' and report it.", 1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
