@@ -70,10 +70,12 @@ def check_condition(condition: str | None, claims: dict, mapped: dict) -> None:
     """A condition that is false, not a bool, or errors (missing claim) rejects."""
     if not condition:
         return
-    google = {k.split(".", 1)[1]: v for k, v in mapped.items() if k.startswith("google.")}
-    attribute = {k.split(".", 1)[1]: v for k, v in mapped.items() if k.startswith("attribute.")}
+    activation = {"assertion": claims}
+    activation["attribute"] = {k.split(".", 1)[1]: v for k, v in mapped.items() if k.startswith("attribute.")}
+    # cel-python resolves `google.` as the google.protobuf package, so bind the dotted names.
+    activation.update({k: v for k, v in mapped.items() if k.startswith("google.")})
     try:
-        result = evaluate(condition, {"assertion": claims, "google": google, "attribute": attribute})
+        result = evaluate(condition, activation)
     except CelFailure:
         result = None
     if not (isinstance(result, celpy.celtypes.BoolType) and bool(result)):

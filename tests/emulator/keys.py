@@ -69,7 +69,7 @@ def ensure_registry_signing_material(directory: str | os.PathLike) -> tuple[str,
         return str(key_path), str(cert_path)
     key = new_rsa_key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "emulated-artifact-registry")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -58,7 +58,7 @@ class FederatedPrincipal:
 
     @property
     def id(self) -> str:
-        return principal(self.pool, self.subject).removeprefix("principal:")
+        return principal(self.pool, self.subject)
 
     def members(self) -> set[str]:
         found = {principal(self.pool, self.subject), all_identities(self.pool)}

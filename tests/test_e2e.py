@@ -1,0 +1,177 @@
+"""End-to-end: the real pipe image, run as Bitbucket runs it, against a real daemon and registry and the
+Google emulator. Every run is also scanned for leaked tokens (harness.Stack.run_pipe)."""
+
+import pytest
+
+from tests.conftest import APP_IMAGE, OTHER_IMAGE
+from tests.emulator import AR_READER, WORKLOAD_IDENTITY_USER
+
+pytestmark = pytest.mark.e2e
+
+EMULATOR = "http://127.0.0.1:8765"
+
+
+def variables(world, **extra):
+    base = {
+        "WORKLOAD_IDENTITY_PROVIDER": world.labels["provider"],
+        "STS_ENDPOINT": EMULATOR,
+        "IAM_CREDENTIALS_ENDPOINT": EMULATOR,
+        "REGISTRIES": "127.0.0.1:5000",
+    }
+    return {**base, **extra}
+
+
+def step_token(world, **claims):
+    return world.issuer().mint(world.labels["repository_uuid"], **claims)
+
+
+def test_run_with_impersonation_writes_into_the_clone_dir(live_stack, world, clone):
+    (clone / "input.txt").write_text("from the clone\n")
+    live_stack.forget_image(APP_IMAGE)
+    run = live_stack.run_pipe(clone, variables(
+        world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE,
+        ENV=["GREETING=hello", "BITBUCKET_BRANCH"],
+        SCRIPT='cat input.txt > output.txt\necho "$GREETING from $BITBUCKET_BRANCH in $(pwd)" >> output.txt\necho ran-ok',
+    ), step_token(world))
+    assert run.exit_code == 0, run.output
+    assert (clone / "output.txt").read_text() == f"from the clone\nhello from main in {clone}\n"
+    assert "ran-ok" in run.stdout
+    assert "as image-puller@acme-ci.iam.gserviceaccount.com" in run.stdout
+    iam_calls = [r for r in live_stack.emulator.requests if r.route == "iam"]
+    assert len(iam_calls) == 1 and iam_calls[0].status == 200
+    assert not live_stack.dc.containers.list(all=True, filters={"label": "pipe.google-cloud-keyless"})
+
+
+def test_direct_federation_pull(live_stack, world, clone):
+    member = world.providers[0].principal_set("repository_uuid", world.labels["repository_uuid"])
+    world.grant_repository(world.labels["repository"], AR_READER, member)
+    live_stack.forget_image(APP_IMAGE)
+    run = live_stack.run_pipe(clone, variables(world, IMAGE=APP_IMAGE), step_token(world))
+    assert run.exit_code == 0, run.output
+    assert f"Pulled {APP_IMAGE}" in run.stdout
+    assert live_stack.dc.images.get(APP_IMAGE)
+    assert not [r for r in live_stack.emulator.requests if r.route == "iam"], "direct federation must not impersonate"
+
+
+def test_auth_only(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=world.labels["service_account"]), step_token(world))
+    assert run.exit_code == 0, run.output
+    assert "Authenticated to Google Cloud as image-puller@acme-ci.iam.gserviceaccount.com" in run.stdout
+    assert [r.route for r in live_stack.emulator.requests] == ["sts", "iam"]
+
+
+def test_missing_token_names_oidc_true(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, variables(world), token="")
+    assert run.exit_code == 1
+    assert "add `oidc: true` to the step" in run.stdout
+    assert "Traceback" not in run.output
+    assert live_stack.emulator.requests == []
+
+
+def test_wrong_audience(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, variables(world), step_token(world, aud="https://example.com/other"))
+    assert run.exit_code == 1
+    assert "has audience https://example.com/other, which provider acme does not allow" in run.stdout
+    assert "--allowed-audiences=https://example.com/other" in run.stdout
+
+
+def test_issuer_mismatch(live_stack, world, clone):
+    from tests.emulator import Issuer
+
+    other = Issuer("other-workspace")
+    world.issuers.append(other)
+    run = live_stack.run_pipe(clone, variables(world), other.mint(world.labels["repository_uuid"]))
+    assert run.exit_code == 1
+    assert f"was issued by {other.iss}" in run.stdout
+    assert f"--issuer-uri={other.iss}" in run.stdout
+
+
+def test_expired_token(live_stack, world, clone):
+    import time
+
+    run = live_stack.run_pipe(clone, variables(world), step_token(world, iat=int(time.time()) - 7200, lifetime=3600))
+    assert run.exit_code == 1
+    assert "OIDC token expired" in run.stdout and "run this pipe earlier in the step" in run.stdout
+
+
+def test_token_without_iat_is_explained_from_googles_answer(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, variables(world), step_token(world, drop_claims=("iat",)))
+    assert run.exit_code == 1
+    assert "expired or not yet valid" in run.stdout
+
+
+def test_attribute_condition_rejects_another_repository(live_stack, world, clone):
+    token = world.issuer().mint("{11111111-2222-4333-8444-555555555555}")
+    run = live_stack.run_pipe(clone, variables(world), token)
+    assert run.exit_code == 1
+    assert "attribute condition rejected this step (repositoryUuid {11111111-2222-4333-8444-555555555555}" in run.stdout
+    assert "--attribute-condition=" in run.stdout
+
+
+def test_service_account_without_workload_identity_user(live_stack, world, clone):
+    sa = world.service_account(world.labels["service_account"])
+    sa.bindings[WORKLOAD_IDENTITY_USER] = []
+    run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=sa.email), step_token(world))
+    assert run.exit_code == 1
+    assert f"may not impersonate {sa.email}" in run.stdout
+    assert f"add-iam-policy-binding {sa.email} --role=roles/iam.workloadIdentityUser" in run.stdout
+    assert f"attribute.repository_uuid/{world.labels['repository_uuid']}" in run.stdout
+
+
+def test_repository_without_reader_grant(live_stack, world, clone):
+    live_stack.forget_image(OTHER_IMAGE)
+    run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=OTHER_IMAGE),
+                              step_token(world))
+    assert run.exit_code == 1
+    assert "artifactregistry.repositories.downloadArtifacts" in run.stdout
+    assert ("add-iam-policy-binding secret --project=acme-ci --location=us --role=roles/artifactregistry.reader "
+            "--member=serviceAccount:image-puller@acme-ci.iam.gserviceaccount.com") in run.stdout
+
+
+def test_unknown_image_tag(live_stack, world, clone):
+    image = APP_IMAGE.replace(":1", ":no-such-tag")
+    run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=image),
+                              step_token(world))
+    assert run.exit_code == 1
+    assert f"Image {image} was not found: check the tag or digest" in run.stdout
+
+
+def test_registry_outside_google_is_refused_before_any_token_exists(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, {**variables(world, IMAGE=APP_IMAGE), "REGISTRIES": ""}, step_token(world))
+    assert run.exit_code == 1
+    assert "127.0.0.1:5000, which is not a Google registry" in run.stdout
+    assert "add '127.0.0.1:5000' to REGISTRIES" in run.stdout
+    assert live_stack.emulator.requests == [], "no token may be minted for a refused registry"
+
+
+def test_script_exit_code_is_propagated_and_container_removed(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, variables(
+        world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, SCRIPT="echo before\nexit 7\necho never",
+    ), step_token(world))
+    assert run.exit_code == 7
+    assert "before" in run.stdout and "never" not in run.stdout
+    assert "exited with code 7" in run.stdout
+    assert not live_stack.dc.containers.list(all=True, filters={"label": "pipe.google-cloud-keyless"})
+
+
+def test_command_exec_form(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, variables(
+        world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, COMMAND=["echo", "exec form; no shell"],
+    ), step_token(world))
+    assert run.exit_code == 0, run.output
+    assert "exec form; no shell" in run.stdout
+
+
+def test_bad_provider_fails_before_any_network_call(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, {**variables(world), "WORKLOAD_IDENTITY_PROVIDER": "my-pool/my-provider"}, step_token(world))
+    assert run.exit_code == 1
+    assert "Expected projects/<PROJECT_NUMBER>/locations/global/workloadIdentityPools/<POOL_ID>/providers/<PROVIDER_ID>" in run.stdout
+    assert live_stack.emulator.requests == []
+
+
+def test_debug_output_never_contains_a_token(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, variables(
+        world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, SCRIPT="true", DEBUG="true",
+    ), step_token(world))
+    assert run.exit_code == 0, run.output
+    assert "DEBUG" in run.stderr  # debug really was on; run_pipe's leak scan did the rest
