@@ -1,8 +1,6 @@
 """The live stack as tests and the demo use it: run the pipe the way Bitbucket does, push private images,
 scan every output for leaked tokens."""
 
-import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
