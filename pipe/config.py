@@ -1,10 +1,10 @@
 """The pipe's variables: one table (the toolkit schema, README and pipe.yml are checked against it)
 and the validated, typed Config built from them."""
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipe import parsers
+from pipe import credential_config, parsers, setup_plan
 from pipe.errors import PipeError
 
 # name -> kind. Every variable is declared as a plain string to the toolkit (its YAML coercion
@@ -17,19 +17,36 @@ VARIABLES = {
     "COMMAND": "list",
     "ENV": "list",
     "ACTION": "string",
+    "SETUP_RESTRICT_TO": "string",
     "REGISTRIES": "list",
     "STS_ENDPOINT": "string",
     "IAM_CREDENTIALS_ENDPOINT": "string",
     "UNIVERSE_DOMAIN": "string",
     "OIDC_TOKEN": "string",
+    "EXPORT_CREDENTIALS": "boolean",
+    "ACCESS_TOKEN_LIFETIME": "string",
+    "ACCESS_TOKEN_SCOPES": "list",
+    "DELEGATES": "list",
+    "PROJECT_ID": "string",
+    "REQUEST_REASON": "string",
+    "ID_TOKEN_AUDIENCE": "string",
+    "ID_TOKEN_INCLUDE_EMAIL": "boolean",
+    "GOOGLE_OIDC_CONFIG_FILE": "string",
+    "GOOGLE_CREDENTIALS_IN_CONTAINER": "boolean",
+    "RETRY_MAX_ATTEMPTS": "string",
+    "RETRY_MAX_TIME": "string",
+    "REQUEST_TIMEOUT": "string",
     "DEBUG": "boolean",
 }
 
 # Read straight from the environment (Bitbucket sets them), never declared as pipe variables.
-CONTEXT = ("BITBUCKET_STEP_OIDC_TOKEN", "BITBUCKET_CLONE_DIR")
+CONTEXT = ("BITBUCKET_STEP_OIDC_TOKEN", "BITBUCKET_CLONE_DIR", "BITBUCKET_PIPE_STORAGE_DIR")
 
-ACTIONS = ("auth", "pull", "run")
+ACTIONS = ("auth", "pull", "run", "setup", "doctor")
+DIAGNOSTIC_ACTIONS = ("setup", "doctor")  # read-only: they ignore SCRIPT/COMMAND rather than refuse them
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
+SCOPE_PREFIX = "https://www.googleapis.com/auth/"
+MAX_LIFETIME = 43200  # 12 h, with the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension
 
 
 def toolkit_schema() -> dict:
@@ -56,7 +73,20 @@ class Config:
     workdir: Path
     clone_dir: Path
     debug: bool
-    scopes: tuple[str, ...] = field(default=(CLOUD_PLATFORM,))
+    scopes: tuple[str, ...] = (CLOUD_PLATFORM,)
+    lifetime: int = 3600
+    delegates: tuple[str, ...] = ()
+    project_id: str | None = None
+    request_reason: str | None = None
+    id_token_audience: str | None = None
+    id_token_include_email: bool = False
+    export_credentials: bool = False
+    credentials_in_container: bool = False
+    storage_dir: Path | None = None
+    retry_attempts: int = 5
+    retry_max_time: int = 120
+    request_timeout: int = 30
+    restrict_to: setup_plan.Restriction = setup_plan.Restriction()
 
     @property
     def token_url(self) -> str:
@@ -75,12 +105,15 @@ def _text(env: dict, name: str) -> str | None:
 
 def load(env: dict, cwd: Path) -> Config:
     """Validate every variable before any network call; raise PipeError on the first bad one."""
-    raw_provider = _text(env, "WORKLOAD_IDENTITY_PROVIDER")
+    from_file = credential_config.load(_text(env, "GOOGLE_OIDC_CONFIG_FILE"), cwd)
+    raw_provider = _text(env, "WORKLOAD_IDENTITY_PROVIDER") or from_file.get("provider")
     if raw_provider is None:
-        raise PipeError(f"WORKLOAD_IDENTITY_PROVIDER is required: set it to {parsers.PROVIDER_SHAPE}.")
+        raise PipeError(
+            f"WORKLOAD_IDENTITY_PROVIDER is required: set it to {parsers.PROVIDER_SHAPE} (or give GOOGLE_OIDC_CONFIG_FILE)."
+        )
     provider = parsers.provider("WORKLOAD_IDENTITY_PROVIDER", raw_provider)
 
-    sa = _text(env, "SERVICE_ACCOUNT")
+    sa = _text(env, "SERVICE_ACCOUNT") or from_file.get("service_account")
     service_account = parsers.service_account("SERVICE_ACCOUNT", sa) if sa else None
 
     raw_image = _text(env, "IMAGE")
@@ -97,9 +130,19 @@ def load(env: dict, cwd: Path) -> Config:
     entries = [parsers.env_entry("ENV", item, env) for item in parsers.string_list("ENV", env)]
     registries = tuple(parsers.registry_host("REGISTRIES", item) for item in parsers.string_list("REGISTRIES", env))
 
-    universe = parsers.universe_domain("UNIVERSE_DOMAIN", _text(env, "UNIVERSE_DOMAIN") or "googleapis.com")
-    sts = _text(env, "STS_ENDPOINT") or f"https://sts.{universe}"
-    iam = _text(env, "IAM_CREDENTIALS_ENDPOINT") or f"https://iamcredentials.{universe}"
+    universe = parsers.universe_domain("UNIVERSE_DOMAIN", _text(env, "UNIVERSE_DOMAIN") or from_file.get("universe") or "googleapis.com")
+    sts = _text(env, "STS_ENDPOINT") or from_file.get("sts") or f"https://sts.{universe}"
+    iam = _text(env, "IAM_CREDENTIALS_ENDPOINT") or from_file.get("iam") or f"https://iamcredentials.{universe}"
+
+    delegates = tuple(parsers.service_account("DELEGATES", d) for d in parsers.string_list("DELEGATES", env))
+    id_audience = _text(env, "ID_TOKEN_AUDIENCE")
+    for name, needed in (("DELEGATES", delegates), ("ID_TOKEN_AUDIENCE", id_audience)):
+        if needed and service_account is None:
+            raise PipeError(f"{name} needs SERVICE_ACCOUNT: Google mints these only for a service account, so set SERVICE_ACCOUNT too.")
+    lifetime = _text(env, "ACCESS_TOKEN_LIFETIME") or from_file.get("lifetime")
+    scopes = tuple(_scope(s) for s in parsers.string_list("ACCESS_TOKEN_SCOPES", env)) or (CLOUD_PLATFORM,)
+    raw_project = _text(env, "PROJECT_ID")
+    storage = _text(env, "BITBUCKET_PIPE_STORAGE_DIR")
 
     clone_dir = Path(_text(env, "BITBUCKET_CLONE_DIR") or cwd)
     return Config(
@@ -117,7 +160,40 @@ def load(env: dict, cwd: Path) -> Config:
         workdir=cwd,
         clone_dir=clone_dir,
         debug=parsers.boolean("DEBUG", env.get("DEBUG")),
+        scopes=scopes,
+        lifetime=parsers.seconds("ACCESS_TOKEN_LIFETIME", str(lifetime), 1, MAX_LIFETIME) if lifetime else 3600,
+        delegates=delegates,
+        project_id=parsers.project_id("PROJECT_ID", raw_project) if raw_project else parsers.project_of(service_account),
+        request_reason=_text(env, "REQUEST_REASON"),
+        id_token_audience=id_audience,
+        id_token_include_email=parsers.boolean("ID_TOKEN_INCLUDE_EMAIL", env.get("ID_TOKEN_INCLUDE_EMAIL")),
+        export_credentials=parsers.boolean("EXPORT_CREDENTIALS", env.get("EXPORT_CREDENTIALS")),
+        credentials_in_container=parsers.boolean("GOOGLE_CREDENTIALS_IN_CONTAINER", env.get("GOOGLE_CREDENTIALS_IN_CONTAINER")),
+        storage_dir=Path(storage) if storage else None,
+        retry_attempts=_int(env, "RETRY_MAX_ATTEMPTS", 5, 1, 10),
+        retry_max_time=parsers.seconds("RETRY_MAX_TIME", _text(env, "RETRY_MAX_TIME") or "120s", 1, 3600),
+        request_timeout=parsers.seconds("REQUEST_TIMEOUT", _text(env, "REQUEST_TIMEOUT") or "30s", 1, 600),
+        restrict_to=setup_plan.restriction("SETUP_RESTRICT_TO", _text(env, "SETUP_RESTRICT_TO")),
     )
+
+
+def _int(env: dict, name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = _text(env, name)
+    if raw is None:
+        return default
+    if not raw.strip().isdigit() or not minimum <= int(raw.strip()) <= maximum:
+        raise parsers.bad(name, raw, f"a whole number from {minimum} to {maximum}")
+    return int(raw.strip())
+
+
+def _scope(value: str) -> str:
+    """Full scope URLs, or short names such as cloud-platform."""
+    text = value.strip()
+    if text.startswith("https://"):
+        return text
+    if text and all(c.isalnum() or c in "._-" for c in text):
+        return SCOPE_PREFIX + text
+    raise parsers.bad("ACCESS_TOKEN_SCOPES", value, "a scope URL such as https://www.googleapis.com/auth/cloud-platform")
 
 
 def _action(env: dict, image, script, command) -> str:
@@ -129,6 +205,6 @@ def _action(env: dict, image, script, command) -> str:
     action = raw.strip().lower()
     if action not in ACTIONS:
         raise parsers.bad("ACTION", raw, "one of " + ", ".join(ACTIONS))
-    if action != "run" and (script or command):
+    if action not in ("run", *DIAGNOSTIC_ACTIONS) and (script or command):
         raise PipeError(f"ACTION is '{action}' but SCRIPT or COMMAND is set: remove ACTION (or set it to 'run') to run them.")
     return action

@@ -5,7 +5,9 @@ never `mounts=`), no privileged mode. Credentials go to the daemon per pull and 
 """
 
 import logging
+import re
 import sys
+import time
 from pathlib import Path
 
 import docker
@@ -35,13 +37,45 @@ def connect(timeout: int = 60) -> docker.DockerClient:
     return client
 
 
-def pull(client: docker.DockerClient, image: Image, auth: dict, principal: str) -> None:
-    log.info(f"Pulling {image.reference}")
+# Daemon answers that mean "try again": the registry or its token service had a transient fault.
+_TRANSIENT = re.compile(
+    r"\b(?:408|429|5\d\d)\b|Service Unavailable|Bad Gateway|Gateway Time-?out|Too Many Requests|"
+    r"connection reset|connection refused|EOF|i/o timeout|TLS handshake timeout|timeout exceeded",
+    re.IGNORECASE,
+)
+
+
+def pull(client: docker.DockerClient, image: Image, auth: dict, principal: str, policy) -> None:
+    """Pull with per-pull credentials; transient registry faults are retried, the rest explained at once."""
+    started = time.monotonic()
+    for attempt in range(1, policy.attempts + 1):
+        log.info(f"Pulling {image.reference}")
+        try:
+            _pull_once(client, image, auth)
+            return
+        except _PullFailed as failure:
+            explanation = redact.redact(failure.explanation)
+            pause = policy.delay(attempt, None)
+            spent = time.monotonic() - started + pause > policy.budget
+            if not _TRANSIENT.search(explanation) or attempt == policy.attempts or spent:
+                raise PipeError(diagnose.registry_error(explanation, image.reference, principal)) from None
+            log.warning(f"Pulling {image.reference} failed ({explanation}), retrying in {pause:.1f}s "
+                        f"(attempt {attempt + 1} of {policy.attempts})")
+            time.sleep(pause)
+
+
+class _PullFailed(Exception):
+    def __init__(self, explanation: str):
+        super().__init__(explanation)
+        self.explanation = explanation
+
+
+def _pull_once(client: docker.DockerClient, image: Image, auth: dict) -> None:
     states: dict[str, str] = {}
     try:
         for event in client.api.pull(image.reference, stream=True, decode=True, auth_config=auth):
             if "error" in event:
-                raise PipeError(diagnose.registry_error(str(event["error"]), image.reference, principal))
+                raise _PullFailed(str(event["error"]))
             status, layer = event.get("status", ""), event.get("id")
             if layer and states.get(layer) != status:  # one line per layer state change, not per byte
                 states[layer] = status
@@ -49,8 +83,7 @@ def pull(client: docker.DockerClient, image: Image, auth: dict, principal: str) 
             elif not layer and status:
                 log.info(f"  {status}")
     except docker_errors.APIError as error:
-        explanation = str(error.explanation or error)
-        raise PipeError(diagnose.registry_error(redact.redact(explanation), image.reference, principal)) from None
+        raise _PullFailed(str(error.explanation or error)) from None
 
 
 def run_environment(user_env: dict[str, str], environ: dict) -> dict[str, str]:
@@ -61,13 +94,29 @@ def run_environment(user_env: dict[str, str], environ: dict) -> dict[str, str]:
     return {**context, **user_env}
 
 
+def _inside(path: Path, clone_dir: Path) -> bool:
+    """After resolving symlinks and `..`, is the path the clone dir or below it?"""
+    real, real_clone = path.resolve(), clone_dir.resolve()
+    return real == real_clone or real_clone in real.parents
+
+
 def check_workdir(workdir: Path, clone_dir: Path) -> None:
-    real_workdir, real_clone = workdir.resolve(), clone_dir.resolve()
-    if real_workdir != real_clone and real_clone not in real_workdir.parents:
+    if not _inside(workdir, clone_dir):
         raise PipeError(
             f"The pipe runs in {workdir}, outside the clone directory {clone_dir}: Bitbucket's docker service only "
             "mounts $BITBUCKET_CLONE_DIR and its subdirectories, so `cd` back into the clone before the pipe."
         )
+
+
+def check_binds(volumes: dict, clone_dir: Path) -> None:
+    """Bitbucket's docker service refuses `-v` outside the clone dir with a terse authorization error; say why first."""
+    for source in volumes:
+        if not _inside(Path(source), clone_dir):
+            raise PipeError(
+                f"Cannot mount {source} into the container: Bitbucket's docker service only allows bind mounts of "
+                "$BITBUCKET_CLONE_DIR and its subdirectories (`-v only supports $BITBUCKET_CLONE_DIR`); "
+                "copy what the container needs into the clone directory instead."
+            )
 
 
 def run(
@@ -79,6 +128,7 @@ def run(
     environment: dict[str, str],
     workdir: Path,
     clone_dir: Path,
+    mounts: dict | None = None,
     on_create=lambda container: None,
 ) -> int:
     """Run the image with the clone dir mounted at the same path; stream its output; return its exit code."""
@@ -88,10 +138,13 @@ def run(
         options = {"entrypoint": ["/bin/sh", "-e", "-c"], "command": [script]}
     elif command:
         options = {"command": command}
+    volumes = {str(clone_dir): {"bind": str(clone_dir), "mode": "rw"}, **(mounts or {})}
+    check_binds(volumes, clone_dir)
+    # Only HostConfig.Binds: the docker service rejects `mounts=`, `privileged` and `security_opt`.
     container = client.containers.create(
         image.reference,
         working_dir=str(workdir),
-        volumes={str(clone_dir): {"bind": str(clone_dir), "mode": "rw"}},
+        volumes=volumes,
         environment=environment,
         network_mode="host",  # the step's services answer on localhost, as in the step itself
         labels={"pipe.google-cloud-keyless": "run"},
@@ -109,10 +162,11 @@ def run(
                 sys.stderr.buffer.write(err)
                 sys.stderr.flush()
         status = container.wait()["StatusCode"]
-        if status == OOM_EXIT and container.attrs and _oom_killed(container):
+        if status == OOM_EXIT:
+            cause = "was OOM-killed" if _oom_killed(container) else "was killed (SIGKILL), usually for lack of memory"
             raise PipeError(
-                "The container ran out of memory (exit 137, OOM-killed): raise the docker service's limit with "
-                "`definitions: services: docker: memory: 3072` (MB) in bitbucket-pipelines.yml.",
+                f"The container {cause} (exit 137): containers count against the docker service's memory (1024 MB by "
+                "default); raise it with `definitions: services: docker: memory: 3072` in bitbucket-pipelines.yml.",
                 exit_code=OOM_EXIT,
             )
         return status

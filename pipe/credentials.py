@@ -70,10 +70,38 @@ def mint(cfg: Config, step: StepToken, transport: Transport) -> Minted:
         source_credentials=federated,
         target_principal=cfg.service_account,
         target_scopes=list(cfg.scopes),
+        delegates=delegate_names(cfg) or None,
+        lifetime=cfg.lifetime,
         iam_endpoint_override=cfg.iam_url(cfg.service_account, "generateAccessToken"),
     )
     _refresh(impersonated, transport, cfg, step)
     return Minted(impersonated.token, impersonated.expiry, f"serviceAccount:{cfg.service_account}")
+
+
+def delegate_names(cfg: Config) -> list[str]:
+    return [f"projects/-/serviceAccounts/{email}" for email in cfg.delegates]
+
+
+def id_token(cfg: Config, step: StepToken, transport: Transport) -> str:
+    """An ID token for Cloud Run, IAP or Cloud Functions (IAM generateIdToken).
+
+    Called directly: google-auth's IDTokenCredentials ignores endpoint overrides (PSC, emulators).
+    """
+    federated = federated_credentials(cfg, step, ["https://www.googleapis.com/auth/iam"])
+    _refresh(federated, transport, cfg, step)
+    body = {"audience": cfg.id_token_audience, "delegates": delegate_names(cfg), "includeEmail": cfg.id_token_include_email}
+    response = transport(
+        cfg.iam_url(cfg.service_account, "generateIdToken"), method="POST", body=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {federated.token}", "Content-Type": "application/json"},
+    )
+    try:
+        answer = json.loads(response.data)
+    except ValueError:
+        answer = {"message": response.data.decode(errors="replace")}
+    if response.status != 200 or not isinstance(answer, dict) or "token" not in answer:
+        raise PipeError(diagnose.iam_error(answer if isinstance(answer, dict) else {}, cfg, step, "generateIdToken"))
+    redact.add_secret(answer["token"])
+    return answer["token"]
 
 
 def _refresh(credentials, transport: Transport, cfg: Config, step: StepToken) -> None:

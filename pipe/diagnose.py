@@ -25,9 +25,24 @@ def _repository_member(cfg: Config, step: StepToken) -> str:
     )
 
 
+def transient(body: dict, service: str) -> str | None:
+    """Google's own trouble (5xx, 429) that outlasted the retries: not the user's configuration."""
+    error = body.get("error")
+    if isinstance(error, dict) and (int(error.get("code") or 0) >= 500 or error.get("code") == 429):
+        return (
+            f"{service} is unavailable (HTTP {error.get('code')} {error.get('status', '')}: {error.get('message', '')}) "
+            "even after retries: this is on Google's side, rerun the step; RETRY_MAX_ATTEMPTS and RETRY_MAX_TIME "
+            "widen the retry budget."
+        )
+    return None
+
+
 # --- STS ---------------------------------------------------------------------------------
 
 def sts_error(body: dict, cfg: Config, step: StepToken) -> str:
+    busy = transient(body, "Google STS")
+    if busy:
+        return busy
     code = str(body.get("error", ""))
     text = str(body.get("error_description", body.get("message", "")))
     provider = cfg.provider.name
@@ -93,6 +108,9 @@ def _iam_message(body: dict) -> tuple[str, str, int]:
 
 
 def iam_error(body: dict, cfg: Config, step: StepToken, method: str = "generateAccessToken") -> str:
+    busy = transient(body, "IAM Credentials")
+    if busy:
+        return busy
     message, reasons, code = _iam_message(body)
     sa = cfg.service_account
     if "SERVICE_DISABLED" in reasons or "has not been used in project" in message:

@@ -6,6 +6,7 @@ the Docker SDK only for pull and run.
 
 import logging
 import os
+import shutil
 import signal
 import sys
 import traceback
@@ -40,11 +41,19 @@ class KeylessPipe(Pipe):
     def run(self):
         super().run()
         cfg = config.load(self.env, Path.cwd())
-        step = oidc.read(self.env)
+        if cfg.action == "doctor":
+            return self._doctor(cfg)
+        # setup only reads the claims, so an expired token still describes the step well enough.
+        step = oidc.read(self.env, now=0 if cfg.action == "setup" else None)
         redact.add_secret(step.value)
+        if cfg.action == "setup":
+            from pipe import setup_plan
+
+            print(setup_plan.render(cfg, step, cfg.restrict_to), flush=True)
+            return 0
         log.debug(f"Step token: iss={step.claim('iss')} aud={step.audiences} lifetime={_lifetime(step)}")
 
-        from pipe import credentials, registry, transport  # google-auth: only once the input is valid
+        from pipe import credentials, registry  # google-auth: only once the input is valid
 
         if cfg.image:
             registry.check_allowed(cfg.image, cfg.registries)
@@ -54,26 +63,70 @@ class KeylessPipe(Pipe):
 
             client = container.connect()
 
+        http = _transport(cfg)
+        policy = http.policy
         who = f"as {cfg.service_account}" if cfg.service_account else "by direct federation"
-        minted = credentials.mint(cfg, step, transport.Transport())
+        minted = credentials.mint(cfg, step, http)
         self.success(f"Authenticated to Google Cloud {who} through {cfg.provider.provider_id}.")
+        id_token = credentials.id_token(cfg, step, http) if cfg.id_token_audience else None
+        if id_token:
+            self.success(f"Minted an ID token for audience {cfg.id_token_audience}.")
+        if cfg.export_credentials:
+            self._export(cfg, step, minted, id_token)
         if cfg.action == "auth":
             return 0
 
-        container.pull(client, cfg.image, registry.auth_config(minted.access_token), minted.principal)
+        container.pull(client, cfg.image, registry.auth_config(minted.access_token), minted.principal, policy)
         self.success(f"Pulled {cfg.image.reference}.")
         if cfg.action == "pull":
             return 0
 
         environment = container.run_environment(cfg.env, self.env)
-        status = container.run(
-            client, cfg.image, script=cfg.script, command=cfg.command, environment=environment,
-            workdir=cfg.workdir, clone_dir=cfg.clone_dir,
-        )
+        shared, mounts = None, {}
+        if cfg.credentials_in_container:
+            from pipe import export
+
+            shared, mounts, google_env = export.container_credentials(cfg, step.value)
+            environment.update(google_env)
+        try:
+            status = container.run(
+                client, cfg.image, script=cfg.script, command=cfg.command, environment=environment,
+                workdir=cfg.workdir, clone_dir=cfg.clone_dir, mounts=mounts,
+            )
+        finally:
+            if shared:
+                shutil.rmtree(shared, ignore_errors=True)
         if status != 0:
             raise PipeError(f"The script in {cfg.image.reference} exited with code {status}.", exit_code=status)
         self.success(f"The script in {cfg.image.reference} succeeded.")
         return 0
+
+
+    def _doctor(self, cfg) -> int:
+        from pipe import doctor
+
+        if doctor.run_doctor(cfg, self.env, _transport(cfg), out=lambda line: print(line, flush=True)):
+            return 0
+        raise PipeError("ACTION: doctor found problems: apply the fix after each ✖ above.")
+
+    def _export(self, cfg, step, minted, id_token) -> None:
+        from pipe import export
+
+        directory = export.export(cfg, step.value, minted.access_token, id_token)
+        self.success(f"Exported credentials to {directory} (valid while the step's OIDC token is, about an hour).")
+        log.info(f"Use them in the next lines of this step with:  source {directory}/env")
+        log.warning(
+            f"These files are secrets: never declare {directory.relative_to(cfg.clone_dir) if cfg.clone_dir in directory.parents else directory} "
+            f"as artifacts or copy it into an image; delete it with `rm -rf {directory}` when done."
+        )
+
+
+def _transport(cfg: config.Config):
+    from pipe import transport  # google-auth: only once the input is valid
+
+    headers = {"X-Goog-Request-Reason": cfg.request_reason} if cfg.request_reason else {}
+    policy = transport.RetryPolicy(attempts=cfg.retry_attempts, budget=cfg.retry_max_time, timeout=cfg.request_timeout)
+    return transport.Transport(policy, headers=headers)
 
 
 def _lifetime(step: oidc.StepToken) -> str:

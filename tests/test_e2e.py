@@ -165,7 +165,7 @@ def test_command_exec_form(live_stack, world, clone):
 def test_bad_provider_fails_before_any_network_call(live_stack, world, clone):
     run = live_stack.run_pipe(clone, {**variables(world), "WORKLOAD_IDENTITY_PROVIDER": "my-pool/my-provider"}, step_token(world))
     assert run.exit_code == 1
-    assert "Expected projects/<PROJECT_NUMBER>/locations/global/workloadIdentityPools/<POOL_ID>/providers/<PROVIDER_ID>" in run.stdout
+    assert "projects/<PROJECT_NUMBER>/locations/global/workloadIdentityPools/<POOL_ID>/providers/<PROVIDER_ID>" in run.stdout
     assert live_stack.emulator.requests == []
 
 
@@ -175,3 +175,33 @@ def test_debug_output_never_contains_a_token(live_stack, world, clone):
     ), step_token(world))
     assert run.exit_code == 0, run.output
     assert "DEBUG" in run.stderr  # debug really was on; run_pipe's leak scan did the rest
+
+
+def test_doctor_on_a_healthy_setup_checks_every_stage(live_stack, world, clone):
+    # The doctor asks the registry's token service itself, so that host must be allowed too (on Google it is the same host).
+    run = live_stack.run_pipe(clone, variables(world, ACTION="doctor", SERVICE_ACCOUNT=world.labels["service_account"],
+                                               IMAGE=APP_IMAGE, REGISTRIES="127.0.0.1:5000,127.0.0.1:8765"), step_token(world))
+    assert run.exit_code == 0, run.output
+    assert "✖" not in run.stdout and run.stdout.count("✔") >= 7, run.stdout
+    assert {r.route for r in live_stack.emulator.requests} == {"sts", "iam", "realm"}  # the real registry's challenge led to the realm
+
+
+def test_doctor_names_each_broken_stage_with_its_fix(live_stack, world, clone):
+    sa = world.service_account(world.labels["service_account"])
+    sa.bindings[WORKLOAD_IDENTITY_USER] = []
+    run = live_stack.run_pipe(clone, variables(world, ACTION="doctor", SERVICE_ACCOUNT=sa.email, IMAGE=APP_IMAGE),
+                              step_token(world))
+    assert run.exit_code == 1
+    assert "✖" in run.stdout and f"add-iam-policy-binding {sa.email} --role=roles/iam.workloadIdentityUser" in run.stdout
+    assert "doctor found problems" in run.stdout
+
+
+def test_setup_prints_gcloud_and_terraform_from_the_token(live_stack, world, clone):
+    token = step_token(world)
+    run = live_stack.run_pipe(clone, variables(world, ACTION="setup", SERVICE_ACCOUNT=world.labels["service_account"],
+                                               IMAGE="us-docker.pkg.dev/acme-ci/private/app:1"), token)
+    assert run.exit_code == 0, run.output
+    assert "gcloud iam workload-identity-pools providers create-oidc" in run.stdout
+    assert 'resource "google_iam_workload_identity_pool_provider"' in run.stdout
+    assert world.labels["repository_uuid"] in run.stdout and world.issuer().iss in run.stdout
+    assert live_stack.emulator.requests == [], "setup is offline"

@@ -1,0 +1,98 @@
+"""The `external_account` credential configuration format (what `gcloud iam workload-identity-pools
+create-cred-config` writes): read a user's file (GOOGLE_OIDC_CONFIG_FILE) and render our own exports."""
+
+import base64
+import binascii
+import json
+import re
+from pathlib import Path
+
+from pipe.errors import PipeError
+
+NAME = "GOOGLE_OIDC_CONFIG_FILE"
+_IMPERSONATION_RE = re.compile(r"(?P<root>https?://[^/]+(?:/[^/]+)*?)/v1/projects/-/serviceAccounts/(?P<sa>[^/:]+):generateAccessToken")
+_TOKEN_URL_RE = re.compile(r"(?P<root>https?://.+)/v1/token")
+
+
+def _parse(value: str, cwd: Path) -> dict:
+    text = value.strip()
+    if not text.startswith("{"):
+        path = (cwd / text).expanduser()
+        try:
+            is_file = path.is_file()
+        except OSError:  # base64 content longer than a file name can be
+            is_file = False
+        if is_file:
+            text = path.read_text()
+        else:
+            try:
+                text = base64.b64decode(text, validate=True).decode()
+            except (binascii.Error, UnicodeDecodeError, ValueError):
+                raise PipeError(
+                    f"{NAME} is {value!r}, but it must be the path of a credential configuration file in the clone, "
+                    "its JSON, or that JSON base64-encoded."
+                ) from None
+    try:
+        info = json.loads(text)
+    except ValueError:
+        info = None
+    if not isinstance(info, dict) or info.get("type") != "external_account":
+        raise PipeError(
+            f"{NAME} is not an external_account credential configuration: generate one with "
+            "`gcloud iam workload-identity-pools create-cred-config` (service-account key files are not accepted)."
+        )
+    return info
+
+
+def load(value: str | None, cwd: Path) -> dict:
+    """What the pipe's variables would be: provider, service_account, sts, iam, universe, lifetime.
+
+    The file names a token source (usually a file); the pipe ignores it and feeds the step token instead.
+    """
+    if not value:
+        return {}
+    info = _parse(value, cwd)
+    found = {"provider": info.get("audience")}
+    impersonation = _IMPERSONATION_RE.fullmatch(info.get("service_account_impersonation_url") or "")
+    if impersonation:
+        found.update(service_account=impersonation["sa"], iam=impersonation["root"])
+    token_url = _TOKEN_URL_RE.fullmatch(info.get("token_url") or "")
+    if token_url:
+        found["sts"] = token_url["root"]
+    if info.get("universe_domain"):
+        found["universe"] = info["universe_domain"]
+    lifetime = (info.get("service_account_impersonation") or {}).get("token_lifetime_seconds")
+    if lifetime:
+        found["lifetime"] = f"{lifetime}s"
+    return {key: value for key, value in found.items() if value}
+
+
+def render(cfg, token_file: str) -> dict:
+    """Our credential configuration, file-sourced from the step token, refreshable while that token lives.
+
+    With DELEGATES the external account becomes the source of an `impersonated_service_account`
+    config, the only format that carries a delegation chain (google-auth and gcloud read both).
+    """
+    external = {
+        "universe_domain": cfg.universe_domain,
+        "type": "external_account",
+        "audience": cfg.provider.audience,
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": cfg.token_url,
+        "credential_source": {"file": token_file, "format": {"type": "text"}},
+    }
+    if cfg.service_account is None:
+        external["token_info_url"] = f"{cfg.sts_endpoint}/v1/introspect"
+        return external
+    impersonation_url = cfg.iam_url(cfg.service_account, "generateAccessToken")
+    if not cfg.delegates:
+        external["service_account_impersonation_url"] = impersonation_url
+        if cfg.lifetime != 3600:
+            external["service_account_impersonation"] = {"token_lifetime_seconds": cfg.lifetime}
+        return external
+    return {
+        "type": "impersonated_service_account",
+        "service_account_impersonation_url": impersonation_url,
+        "delegates": [f"projects/-/serviceAccounts/{d}" for d in cfg.delegates],
+        "source_credentials": external,
+    }

@@ -1,0 +1,150 @@
+"""End-to-end: credentials for the rest of the step, token options, ID tokens, GOOGLE_OIDC_CONFIG_FILE and
+credentials inside the run container — all through the real image, daemon, registry and the emulator."""
+
+import json
+import os
+import stat
+import subprocess
+
+import jwt
+import pytest
+from google.auth import identity_pool, impersonated_credentials
+from google.auth.transport.requests import Request
+
+from tests import harness
+from tests.conftest import APP_IMAGE
+from tests.emulator import AR_WRITER, TOKEN_CREATOR, WORKLOAD_IDENTITY_USER, ServiceAccount
+from tests.test_e2e import step_token, variables
+
+pytestmark = pytest.mark.e2e
+
+STORAGE = ".bitbucket/pipelines/generated/pipeline/pipes/keyless-gcp/google-cloud-keyless"
+
+
+def exported(clone):
+    return clone / STORAGE / "gcp"
+
+
+def test_export_credentials_for_google_clients_and_docker_push(live_stack, world, clone):
+    sa = world.labels["service_account"]
+    world.grant_repository(world.labels["repository"], AR_WRITER, f"serviceAccount:{sa}")
+    run = live_stack.run_pipe(clone, variables(
+        world, SERVICE_ACCOUNT=sa, EXPORT_CREDENTIALS="true", IMAGE=APP_IMAGE, ACTION="auth",
+        BITBUCKET_PIPE_STORAGE_DIR=str(clone / STORAGE),
+    ), step_token(world))
+    assert run.exit_code == 0, run.output
+    directory = exported(clone)
+    assert f"source {directory}/env" in run.stderr
+    assert "never declare" in run.stderr  # the secrets warning
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    files = [p for p in directory.rglob("*") if p.is_file()]
+    assert {p.name for p in files} == {"oidc-token", "credentials.json", "config.json", "access-token", "env"}
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+
+    # A real google-auth client loads the exported file and refreshes against the emulator.
+    credentials = identity_pool.Credentials.from_file(str(directory / "credentials.json"),
+                                                      scopes=["https://www.googleapis.com/auth/cloud-platform"])
+    credentials.refresh(Request())
+    assert live_stack.emulator.token_info(credentials.token).principal.email == sa
+
+    env = dict(line.removeprefix("export ").split("=", 1) for line in (directory / "env").read_text().splitlines())
+    assert env["GOOGLE_APPLICATION_CREDENTIALS"].strip("'") == str(directory / "credentials.json")
+    assert env["GOOGLE_CLOUD_PROJECT"] == "'acme-ci'"
+
+    # The docker CLI, pointed at the exported config, pushes to the emulated Artifact Registry.
+    pushed = "127.0.0.1:5000/acme-ci/private/app:pushed-by-cli"
+    live_stack.dc.images.get(live_stack.busybox).tag(pushed)
+    cli = subprocess.run(["docker", "push", pushed], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "DOCKER_CONFIG": env["DOCKER_CONFIG"].strip("'"), "DOCKER_HOST": live_stack.host})
+    assert cli.returncode == 0, cli.stderr
+    pushes = [r for r in live_stack.emulator.requests if r.route == "realm" and "push" in str(r.query)]
+    assert pushes and all(r.status == 200 for r in pushes)
+
+
+def test_delegation_chain_lifetime_and_request_reason_reach_iam(live_stack, world, clone):
+    target = world.service_account(world.labels["service_account"])
+    hop = ServiceAccount("deploy-hop@acme-ci.iam.gserviceaccount.com", target.project_number)
+    hop.grant(WORKLOAD_IDENTITY_USER, world.providers[0].principal_set("repository_uuid", world.labels["repository_uuid"]))
+    target.bindings[WORKLOAD_IDENTITY_USER] = []
+    target.grant(TOKEN_CREATOR, hop.member)
+    world.service_accounts.append(hop)
+    run = live_stack.run_pipe(clone, variables(
+        world, SERVICE_ACCOUNT=target.email, DELEGATES=[hop.email], ACCESS_TOKEN_LIFETIME="1800s",
+        REQUEST_REASON="ticket-42", EXPORT_CREDENTIALS="true",
+    ), step_token(world))
+    assert run.exit_code == 0, run.output
+    iam = [r for r in live_stack.emulator.requests if r.route == "iam"]
+    assert iam[0].body["delegates"] == [f"projects/-/serviceAccounts/{hop.email}"]
+    assert iam[0].body["lifetime"] == "1800s"
+    assert {r.request_reason for r in live_stack.emulator.requests} == {"ticket-42"}
+
+    # The exported file carries the same chain, and google-auth follows it.
+    info = json.loads((exported(clone) / "credentials.json").read_text())
+    assert info["type"] == "impersonated_service_account" and info["delegates"] == iam[0].body["delegates"]
+    source = identity_pool.Credentials.from_info(info["source_credentials"])
+    chained = impersonated_credentials.Credentials(
+        source_credentials=source, target_principal=target.email, delegates=info["delegates"],
+        target_scopes=["https://www.googleapis.com/auth/cloud-platform"],
+        iam_endpoint_override=info["service_account_impersonation_url"],
+    )
+    chained.refresh(Request())
+    assert live_stack.emulator.token_info(chained.token).principal.email == target.email
+
+
+def test_lifetime_over_an_hour_is_explained(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=world.labels["service_account"],
+                                               ACCESS_TOKEN_LIFETIME="7200s"), step_token(world))
+    assert run.exit_code == 1
+    assert "constraints/iam.allowServiceAccountCredentialLifetimeExtension" in run.stdout
+
+
+def test_id_token_with_audience_and_email(live_stack, world, clone):
+    audience = "https://hello-abc123-uc.a.run.app"
+    run = live_stack.run_pipe(clone, variables(
+        world, SERVICE_ACCOUNT=world.labels["service_account"], ID_TOKEN_AUDIENCE=audience,
+        ID_TOKEN_INCLUDE_EMAIL="true", EXPORT_CREDENTIALS="true",
+    ), step_token(world))
+    assert run.exit_code == 0, run.output
+    token_file = exported(clone) / "id-token"
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    claims = jwt.decode(token_file.read_text(), options={"verify_signature": False})
+    assert claims["aud"] == audience and claims["email"] == world.labels["service_account"]
+    assert "GOOGLE_ID_TOKEN_FILE" in (exported(clone) / "env").read_text()
+
+
+def test_google_oidc_config_file_in_gcloud_format(live_stack, world, clone):
+    sa = world.labels["service_account"]
+    config = {  # exactly what `gcloud iam workload-identity-pools create-cred-config` writes
+        "universe_domain": "googleapis.com",
+        "type": "external_account",
+        "audience": world.labels["audience"],
+        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "token_url": "http://127.0.0.1:8765/v1/token",
+        "credential_source": {"file": "/path/to/oidc.jwt"},
+        "service_account_impersonation_url": f"http://127.0.0.1:8765/v1/projects/-/serviceAccounts/{sa}:generateAccessToken",
+    }
+    (clone / "gcp-cred.json").write_text(json.dumps(config, indent=2))
+    run = live_stack.run_pipe(clone, {"GOOGLE_OIDC_CONFIG_FILE": "gcp-cred.json", "IMAGE": APP_IMAGE,
+                                      "REGISTRIES": "127.0.0.1:5000", "SCRIPT": "echo configured"}, step_token(world))
+    assert run.exit_code == 0, run.output
+    assert f"as {sa}" in run.stdout and "configured" in run.stdout
+
+
+def test_credentials_inside_the_run_container(live_stack, world, clone):
+    """A real google-auth client inside the run container refreshes with the mounted files."""
+    image = "127.0.0.1:5000/acme-ci/private/python-tools:1"
+    harness.push_image(live_stack, live_stack.pipe_image, image)
+    script = (
+        "test ! -w /var/run/google-cloud/credentials.json || { echo writable; exit 3; }\n"
+        "/opt/venv/bin/python3 -c 'import google.auth.identity_pool as p, google.auth.transport.requests as r, os\n"
+        "c = p.Credentials.from_file(os.environ[\"GOOGLE_APPLICATION_CREDENTIALS\"], "
+        "scopes=[\"https://www.googleapis.com/auth/cloud-platform\"])\n"
+        "c.refresh(r.Request()); print(\"inside-ok\", c.expiry is not None)'"
+    )
+    run = live_stack.run_pipe(clone, variables(
+        world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=image, GOOGLE_CREDENTIALS_IN_CONTAINER="true",
+        SCRIPT=script,
+    ), step_token(world))
+    assert run.exit_code == 0, run.output
+    assert "inside-ok True" in run.stdout
+    assert not (clone / STORAGE / "gcp-run").exists(), "the shared files must be removed when the container exits"
