@@ -1,0 +1,349 @@
+"""ACTION: setup: the Google side of keyless access, planned offline from the step token's claims.
+
+One Plan (APIs, pool, OIDC provider, grants) is built from the claims and the variables, then rendered
+twice: gcloud commands and the equivalent Terraform. Secure by default: the provider always has an
+attribute condition pinning this workspace and repository, and every grant names this repository's
+principalSet, never the whole pool. Nothing here touches the network or prints the token.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pipe import parsers
+from pipe.errors import PipeError
+from pipe.oidc import StepToken
+
+if TYPE_CHECKING:  # config imports this module for the SETUP_RESTRICT_TO parser
+    from pipe.config import Config
+
+RESTRICT_VARIABLE = "SETUP_RESTRICT_TO"
+RESTRICT_LEVELS = ("repository", "branch", "deployment")
+WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
+AR_READER = "roles/artifactregistry.reader"
+
+# Every Bitbucket claim worth a condition or an IAM member, under snake_case attribute names.
+ATTRIBUTE_MAPPING = (
+    ("google.subject", "assertion.sub"),
+    ("attribute.repository_uuid", "assertion.repositoryUuid"),
+    ("attribute.workspace_uuid", "assertion.workspaceUuid"),
+    ("attribute.deployment_environment_uuid", "assertion.deploymentEnvironmentUuid"),
+    ("attribute.branch_name", "assertion.branchName"),
+)
+
+
+# --- SETUP_RESTRICT_TO -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Restriction:
+    """The repository is always pinned; branch and deployment environment optionally too."""
+
+    branch: bool = False
+    deployment: bool = False
+
+    def __str__(self) -> str:
+        return ",".join(["repository"] + ["branch"] * self.branch + ["deployment"] * self.deployment)
+
+
+def restriction(name: str, value: str | None) -> Restriction:
+    words = [word.lower() for word in re.split(r"[\s,]+", (value or "").strip()) if word]
+    if any(word not in RESTRICT_LEVELS for word in words):
+        raise parsers.bad(name, value or "", "'repository' (the default), 'branch', 'deployment' or 'branch,deployment'")
+    return Restriction(branch="branch" in words, deployment="deployment" in words)
+
+
+# --- The plan ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OidcProvider:
+    project_number: str
+    pool_id: str
+    provider_id: str
+    issuer_uri: str
+    allowed_audiences: tuple[str, ...]
+    attribute_mapping: tuple[tuple[str, str], ...]
+    attribute_condition: str
+
+    @property
+    def pool_name(self) -> str:
+        return f"projects/{self.project_number}/locations/global/workloadIdentityPools/{self.pool_id}"
+
+    @property
+    def mapping(self) -> dict[str, str]:
+        return dict(self.attribute_mapping)
+
+
+@dataclass(frozen=True)
+class ServiceAccountBinding:
+    email: str
+    role: str
+    member: str
+
+    @property
+    def resource(self) -> str:
+        # Terraform wants the account's full name; `-` lets Google find the project from the e-mail.
+        return f"projects/{parsers.project_of(self.email) or '-'}/serviceAccounts/{self.email}"
+
+
+@dataclass(frozen=True)
+class RepositoryGrant:
+    project: str
+    location: str
+    repository: str
+    role: str
+    member: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    restriction: Restriction
+    workspace_uuid: str
+    repository_uuid: str
+    apis: tuple[str, ...]
+    provider: OidcProvider
+    member: str  # this repository's principalSet
+    service_account: ServiceAccountBinding | None
+    repository_grant: RepositoryGrant | None
+    notes: tuple[str, ...] = ()
+
+
+def build(cfg: Config, step: StepToken, restrict: Restriction) -> Plan:
+    claims = _claims(step, restrict)
+    p = cfg.provider
+    provider = OidcProvider(
+        project_number=p.project_number,
+        pool_id=p.pool_id,
+        provider_id=p.provider_id,
+        issuer_uri=claims["iss"],
+        allowed_audiences=(step.audiences[0],),  # what this step's token carries (Bitbucket's default or the first custom one)
+        attribute_mapping=ATTRIBUTE_MAPPING,
+        attribute_condition=attribute_condition(claims, restrict),
+    )
+    member = f"principalSet://iam.googleapis.com/{provider.pool_name}/attribute.repository_uuid/{claims['repositoryUuid']}"
+    binding = ServiceAccountBinding(cfg.service_account, WORKLOAD_IDENTITY_USER, member) if cfg.service_account else None
+    reader = f"serviceAccount:{cfg.service_account}" if cfg.service_account else member
+    apis = ("iam.googleapis.com", "sts.googleapis.com") + (("iamcredentials.googleapis.com",) if binding else ())
+    grant, notes = None, []
+    target = artifact_repository(cfg.image) if cfg.image else None
+    if target:
+        grant = RepositoryGrant(*target, AR_READER, reader)
+    elif cfg.image:
+        notes.append(
+            f"IMAGE {cfg.image.reference} is not an Artifact Registry path (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE): "
+            f"grant {AR_READER} on its repository to {reader} yourself."
+        )
+    else:
+        notes.append(f"No IMAGE is set: grant {reader} the roles this step needs on the resources it uses.")
+    if binding:
+        notes.append(f"{binding.email} must exist already (gcloud iam service-accounts create).")
+    return Plan(restrict, claims["workspaceUuid"], claims["repositoryUuid"], apis, provider, member, binding, grant, tuple(notes))
+
+
+def _claims(step: StepToken, restrict: Restriction) -> dict[str, str]:
+    needed = {"iss": "", "workspaceUuid": "", "repositoryUuid": ""}
+    if restrict.branch:
+        needed["branchName"] = " (restricting to a branch needs a branch pipeline; tags and custom runs have none)"
+    if restrict.deployment:
+        needed["deploymentEnvironmentUuid"] = " (restricting to a deployment needs a step with `deployment:`)"
+    claims = {}
+    for name, why in needed.items():
+        value = step.claims.get(name)
+        if not isinstance(value, str) or not value:
+            raise PipeError(
+                f"The step's OIDC token has no {name} claim{why}: run ACTION setup in a step with `oidc: true`, "
+                f"or lower {RESTRICT_VARIABLE} (now '{restrict}')."
+            )
+        claims[name] = value
+    if not step.audiences:
+        raise PipeError("The step's OIDC token has no aud claim: run ACTION setup in a step with `oidc: true`.")
+    return claims
+
+
+def attribute_condition(claims: dict[str, str], restrict: Restriction) -> str:
+    """A CEL expression admitting only this workspace and repository (and branch / environment)."""
+    names = ["workspaceUuid", "repositoryUuid"]
+    names += ["branchName"] * restrict.branch + ["deploymentEnvironmentUuid"] * restrict.deployment
+    return " && ".join(f"assertion.{name} == {cel_string(claims[name])}" for name in names)
+
+
+def cel_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+    return f"'{escaped}'"
+
+
+_AR_HOST = re.compile(r"(?P<location>[a-z0-9-]+)-docker\.pkg\.dev")
+# gcr.io is served by Artifact Registry repositories named after the host.
+_GCR_LOCATIONS = {"gcr.io": "us", "us.gcr.io": "us", "eu.gcr.io": "europe", "asia.gcr.io": "asia"}
+
+
+def artifact_repository(image: parsers.Image) -> tuple[str, str, str] | None:
+    """(project, location, repository) of an Artifact Registry image, None elsewhere."""
+    parts = image.path.split("/")
+    match = _AR_HOST.fullmatch(image.host)
+    if match and len(parts) >= 3:
+        return parts[0], match["location"], parts[1]
+    if image.host in _GCR_LOCATIONS and len(parts) >= 2:
+        return parts[0], _GCR_LOCATIONS[image.host], image.host
+    return None
+
+
+# --- gcloud --------------------------------------------------------------------------------------
+
+def _arg(value: str) -> str:
+    """Plain when safe; double quotes read best around CEL's single-quoted strings; shlex otherwise."""
+    if re.fullmatch(r"[\w./:@=,+-]+", value):
+        return value
+    if re.fullmatch(r'[^"$`\\!\n]*', value):
+        return f'"{value}"'
+    return shlex.quote(value)
+
+
+def _command(*lines: str) -> str:
+    return " \\\n  ".join(lines)
+
+
+def to_gcloud(plan: Plan) -> str:
+    pv = plan.provider
+    where = f"--location=global --project={pv.project_number}"
+    mapping = ",".join(f"{key}={value}" for key, value in pv.attribute_mapping)
+    out = [f"# {note}" for note in plan.notes]
+    out += [
+        f"gcloud services enable {' '.join(plan.apis)} --project={pv.project_number}",
+        "# If the pool or provider exists already, run `... update` / `... update-oidc` with the same flags instead.",
+        f"gcloud iam workload-identity-pools create {pv.pool_id} {where}",
+        _command(
+            f"gcloud iam workload-identity-pools providers create-oidc {pv.provider_id}",
+            f"--workload-identity-pool={pv.pool_id} {where}",
+            f"--issuer-uri={_arg(pv.issuer_uri)}",
+            f"--allowed-audiences={_arg(','.join(pv.allowed_audiences))}",
+            f"--attribute-mapping={_arg(mapping)}",
+            f"--attribute-condition={_arg(pv.attribute_condition)}",
+        ),
+    ]
+    if plan.service_account:
+        sa = plan.service_account
+        out.append(_command(
+            f"gcloud iam service-accounts add-iam-policy-binding {sa.email}",
+            f"--role={sa.role} --member={_arg(sa.member)}",
+        ))
+    if plan.repository_grant:
+        g = plan.repository_grant
+        out.append(_command(
+            f"gcloud artifacts repositories add-iam-policy-binding {g.repository}",
+            f"--project={g.project} --location={g.location}",
+            f"--role={g.role} --member={_arg(g.member)}",
+        ))
+    return "\n".join(out)
+
+
+# --- Terraform -------------------------------------------------------------------------------------
+
+def hcl_string(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return '"' + escaped.replace("${", "$${").replace("%{", "%%{") + '"'
+
+
+def _attrs(*pairs: tuple[str, str]) -> list[str]:
+    """`name = value` lines with the `=` aligned, as `terraform fmt` writes them."""
+    width = max(len(name) for name, _ in pairs)
+    return [f"{name:<{width}} = {value}" for name, value in pairs]
+
+
+def _resource(kind: str, name: str, *body: str) -> str:
+    return "\n".join([f'resource "{kind}" "{name}" {{', *[f"  {line}" for line in body], "}"])
+
+
+def to_terraform(plan: Plan) -> str:
+    pv = plan.provider
+    project = hcl_string(pv.project_number)
+    after_provider = ("depends_on", "[google_iam_workload_identity_pool_provider.bitbucket]")
+    notes = [f"# {note}" for note in plan.notes] + ["# Existing pool or provider: `terraform import` them first."]
+    blocks = ["\n".join(notes)]
+    blocks.append(_resource("google_project_service", "bitbucket", *_attrs(
+        ("for_each", f"toset([{', '.join(hcl_string(api) for api in plan.apis)}])"),
+        ("project", project),
+        ("service", "each.value"),
+        ("disable_on_destroy", "false"),
+    )))
+    blocks.append(_resource("google_iam_workload_identity_pool", "bitbucket", *_attrs(
+        ("project", project),
+        ("workload_identity_pool_id", hcl_string(pv.pool_id)),
+        ("depends_on", "[google_project_service.bitbucket]"),
+    )))
+    blocks.append(_resource(
+        "google_iam_workload_identity_pool_provider", "bitbucket",
+        *_attrs(
+            ("project", project),
+            ("workload_identity_pool_id", "google_iam_workload_identity_pool.bitbucket.workload_identity_pool_id"),
+            ("workload_identity_pool_provider_id", hcl_string(pv.provider_id)),
+            ("attribute_condition", hcl_string(pv.attribute_condition)),
+        ),
+        "attribute_mapping = {",
+        *[f"  {line}" for line in _attrs(*[(hcl_string(k), hcl_string(v)) for k, v in pv.attribute_mapping])],
+        "}",
+        "oidc {",
+        *[f"  {line}" for line in _attrs(
+            ("issuer_uri", hcl_string(pv.issuer_uri)),
+            ("allowed_audiences", f"[{', '.join(hcl_string(a) for a in pv.allowed_audiences)}]"),
+        )],
+        "}",
+    ))
+    if plan.service_account:
+        sa = plan.service_account
+        blocks.append(_resource("google_service_account_iam_member", "bitbucket_repository", *_attrs(
+            ("service_account_id", hcl_string(sa.resource)),
+            ("role", hcl_string(sa.role)),
+            ("member", hcl_string(sa.member)),
+            after_provider,
+        )))
+    if plan.repository_grant:
+        g = plan.repository_grant
+        blocks.append(_resource("google_artifact_registry_repository_iam_member", "bitbucket_reader", *_attrs(
+            ("project", hcl_string(g.project)),
+            ("location", hcl_string(g.location)),
+            ("repository", hcl_string(g.repository)),
+            ("role", hcl_string(g.role)),
+            ("member", hcl_string(g.member)),
+            after_provider,
+        )))
+    return "\n\n".join(blocks)
+
+
+# --- Output ------------------------------------------------------------------------------------------
+
+def _admits(plan: Plan, step: StepToken) -> str:
+    admits = f"workspace {plan.workspace_uuid}, repository {plan.repository_uuid}"
+    if plan.restriction.branch:
+        admits += f", branch {step.claim('branchName')!r}"
+    if plan.restriction.deployment:
+        admits += f", deployment environment {step.claim('deploymentEnvironmentUuid')}"
+    return admits
+
+
+def _next_step(cfg: Config) -> str:
+    variables = f"WORKLOAD_IDENTITY_PROVIDER: {cfg.provider.name}"
+    if cfg.service_account:
+        variables += f" and SERVICE_ACCOUNT: {cfg.service_account}"
+    return f"Then keep {variables}, remove ACTION: setup, and run the pipe (ACTION: doctor checks every stage)."
+
+
+def render(cfg: Config, step: StepToken, restrict: Restriction) -> str:
+    """The setup guide: a heading, then the gcloud block, then the Terraform block (the same plan)."""
+    plan = build(cfg, step, restrict)
+    rule = "-" * 100
+    return "\n".join([
+        f"Setup for Workload Identity Federation from this Bitbucket repository ({RESTRICT_VARIABLE}: {restrict}).",
+        f"Admits only: {_admits(plan, step)}.",
+        "Nothing was changed. Run ONE of the two blocks below as someone who may administer IAM in the projects named.",
+        _next_step(cfg),
+        "",
+        f"{rule}\n# gcloud (bash)\n{rule}",
+        to_gcloud(plan),
+        "",
+        f"{rule}\n# Terraform (hashicorp/google provider)\n{rule}",
+        to_terraform(plan),
+        rule,
+    ])

@@ -1,0 +1,84 @@
+"""The README's Troubleshooting table is checked against what the pipe really says for each of Google's answers."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pipe import config, diagnose, oidc
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"
+CFG = config.load({"WORKLOAD_IDENTITY_PROVIDER": PROVIDER, "SERVICE_ACCOUNT": "puller@my-proj.iam.gserviceaccount.com"}, Path("/b"))
+STEP = oidc.StepToken("header.payload.sig", {"iss": "https://issuer.example", "aud": "ari:cloud:bitbucket::workspace/x",
+                                              "repositoryUuid": "{r}", "branchName": "main", "iat": 1, "exp": 2})
+DENIED = ('denied: Permission "artifactregistry.repositories.downloadArtifacts" denied on resource '
+          '"projects/P/locations/L/repositories/R" (or it may not exist)')
+
+
+def sts(code, text):
+    return lambda: diagnose.sts_error({"error": code, "error_description": text}, CFG, STEP)
+
+
+def iam(code, message, reason=""):
+    body = {"error": {"code": code, "message": message, "details": [{"reason": reason}] if reason else []}}
+    return lambda: diagnose.iam_error(body, CFG, STEP)
+
+
+def registry(text):
+    return lambda: diagnose.registry_error(text, "us-docker.pkg.dev/p/r/i:1", "serviceAccount:puller@my-proj.iam.gserviceaccount.com")
+
+
+# Google's answer as the README's first column starts it → how the pipe is fed that answer.
+ANSWERS = {
+    'Invalid value for "audience"': sts("invalid_request", 'Invalid value for "audience". This value should be the full resource name of the Identity Provider.'),
+    "The target service indicated": sts("invalid_target", 'The target service indicated by the "audience" parameters is invalid.'),
+    "The audience in ID Token": sts("invalid_grant", "The audience in ID Token [x] does not match the expected audience."),
+    "The issuer in ID Token": sts("invalid_grant", "The issuer in ID Token https://x does not match the expected ones: https://y"),
+    "ID Token issued at": sts("invalid_grant", "ID Token issued at 1 is stale to sign-in."),
+    "Unable to verify the ID Token signature": sts("invalid_grant", "Unable to verify the ID Token signature."),
+    "Error connecting to the given credential's issuer": sts("invalid_grant", "Error connecting to the given credential's issuer."),
+    "The given credential is rejected": sts("unauthorized_client", "The given credential is rejected by the attribute condition."),
+    "The size of mapped attribute": sts("invalid_request", "The size of mapped attribute exceeds the 127 bytes limit."),
+    "Scope(s) must be provided": sts("invalid_request", "Scope(s) must be provided."),
+    "Permission 'iam.serviceAccounts.getAccessToken'": iam(403, "Permission 'iam.serviceAccounts.getAccessToken' denied on resource "
+                                                                "(or it may not exist).", "IAM_PERMISSION_DENIED"),
+    "IAM Service Account Credentials API": iam(403, "IAM Service Account Credentials API has not been used in project 8667575547 "
+                                                    "before or it is disabled.", "SERVICE_DISABLED"),
+    "Request had invalid authentication credentials": iam(401, "Request had invalid authentication credentials."),
+    "can not have lifetimes of more than 1 hour": iam(400, "can not have lifetimes of more than 1 hour. Use the Org Policy ..."),
+    "The service is currently unavailable": sts(None, None),  # replaced below: a 503 envelope
+    "denied: Permission": registry(DENIED),
+    "unauthorized: authentication failed": registry("unauthorized: authentication failed"),
+    "manifest unknown": registry("manifest for x not found: manifest unknown: manifest unknown"),
+    "subject_token must be nonempty": None,  # refused locally before any call: checked below
+}
+ANSWERS["The service is currently unavailable"] = lambda: diagnose.sts_error(
+    {"error": {"code": 503, "message": "The service is currently unavailable.", "status": "UNAVAILABLE"}}, CFG, STEP)
+
+
+def rows():
+    section = (ROOT / "README.md").read_text().split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            google = re.search(r"`([^`]+)`", cells[0])[1]
+            yield google, cells[1].split("…")[0].strip()
+
+
+ROWS = list(rows())
+
+
+def test_every_row_is_checked_and_every_check_has_a_row():
+    keys = {next((k for k in ANSWERS if google.startswith(k) or k in google), None) for google, _ in ROWS}
+    assert None not in keys and keys == set(ANSWERS)
+
+
+@pytest.mark.parametrize("google, says", ROWS, ids=[g[:40] for g, _ in ROWS])
+def test_the_pipe_says_what_the_readme_says(google, says):
+    key = next(k for k in ANSWERS if google.startswith(k) or k in google)
+    if ANSWERS[key] is None:
+        message = oidc.MISSING
+    else:
+        message = ANSWERS[key]()
+    assert message.startswith(says) or says in message, message
