@@ -1,0 +1,125 @@
+"""End-to-end reliability: faults injected at the emulator, SIGTERM mid-run, 20 pipes at once.
+
+The suite prints its figures (faults survived, containers left) when it finishes."""
+
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from tests.conftest import APP_IMAGE
+from tests.test_e2e import step_token, variables
+
+pytestmark = pytest.mark.e2e
+
+LABEL = {"label": "pipe.google-cloud-keyless"}
+FIGURES = {"faults injected": 0, "faults survived": 0, "clean failures": 0, "containers left": 0}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    yield
+    print("\n[reliability] " + ", ".join(f"{k}: {v}" for k, v in FIGURES.items()), file=sys.__stderr__)
+
+
+def impersonating(world, **extra):
+    return variables(world, SERVICE_ACCOUNT=world.labels["service_account"], **extra)
+
+
+@pytest.mark.parametrize(
+    "route, kind, count, extra",
+    [
+        ("sts", "503", 2, {}),
+        ("sts", "reset", 2, {}),
+        ("iam", "500", 1, {}),
+        ("iam", "429", 1, {}),
+        ("sts", "slow", 1, {"REQUEST_TIMEOUT": "2s"}),
+        ("realm", "503", 1, {"IMAGE": APP_IMAGE}),
+    ],
+)
+def test_transient_faults_within_the_budget_are_survived(live_stack, world, clone, route, kind, count, extra):
+    live_stack.forget_image(APP_IMAGE)
+    live_stack.emulator.faults.inject(route, kind, count=count, delay=5 if kind == "slow" else None,
+                                      retry_after=1 if kind == "429" else None)
+    FIGURES["faults injected"] += count
+    run = live_stack.run_pipe(clone, impersonating(world, **extra), step_token(world))
+    assert run.exit_code == 0, run.output
+    assert "attempt 2 of 5" in run.stderr  # each retry says what failed and which attempt follows
+    if kind == "slow":  # the slow answer is still being written when the pipe has moved on
+        assert "Timeout" in run.stderr
+    else:
+        assert len([r for r in live_stack.emulator.requests if r.fault]) == count
+    FIGURES["faults survived"] += count
+
+
+def test_faults_beyond_the_budget_fail_cleanly_with_googles_answer(live_stack, world, clone):
+    live_stack.emulator.faults.inject("sts", "503", count=10)
+    run = live_stack.run_pipe(clone, impersonating(world, RETRY_MAX_ATTEMPTS="3"), step_token(world))
+    assert run.exit_code == 1
+    assert "Google STS is unavailable (HTTP 503 UNAVAILABLE" in run.stdout and "rerun the step" in run.stdout
+    assert len([r for r in live_stack.emulator.requests if r.route == "sts" and r.fault == "503"]) == 3
+    assert "Traceback" not in run.output
+    FIGURES["clean failures"] += 1
+
+
+def test_a_client_error_is_not_retried(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, impersonating(world), step_token(world, aud="https://wrong.example"))
+    assert run.exit_code == 1
+    assert len([r for r in live_stack.emulator.requests if r.route == "sts"]) == 1
+    assert "retrying" not in run.stderr
+
+
+def test_sigterm_stops_and_removes_the_run_container(live_stack, world, clone):
+    env_vars = impersonating(world, IMAGE=APP_IMAGE, SCRIPT="echo started; sleep 300")
+    result = {}
+
+    def run():
+        result["run"] = live_stack.run_pipe(clone, env_vars, step_token(world))
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 60
+    while not live_stack.dc.containers.list(filters=LABEL):
+        assert time.monotonic() < deadline, "the run container never started"
+        time.sleep(0.2)
+    running = live_stack.dc.containers.list(filters=LABEL)[0]
+    host = running.attrs["HostConfig"]
+    assert not host["Privileged"] and not host.get("Mounts") and host["Binds"] == [f"{clone}:{clone}:rw"]
+    pipe = next(c for c in live_stack.dc.containers.list() if c.image.tags and c.image.tags[0] == live_stack.pipe_image)
+    stopped_at = time.monotonic()
+    pipe.kill(signal="SIGTERM")
+    runner.join(timeout=30)
+    elapsed = time.monotonic() - stopped_at
+    assert result["run"].exit_code == 128 + 15, result["run"].output
+    assert "Stopped by signal SIGTERM" in result["run"].stdout
+    assert elapsed < 10
+    left = live_stack.dc.containers.list(all=True, filters=LABEL)
+    FIGURES["containers left"] += len(left)
+    assert left == []
+
+
+def test_killed_container_is_reported_with_the_memory_fix(live_stack, world, clone):
+    run = live_stack.run_pipe(clone, impersonating(world, IMAGE=APP_IMAGE, SCRIPT="sh -c 'kill -9 $$'\necho not-reached"), step_token(world))
+    assert run.exit_code == 137
+    assert "services: docker: memory: 3072" in run.stdout
+
+
+def test_twenty_pipes_at_once(live_stack, world, tmp_path):
+    clones = []
+    for i in range(20):
+        directory = tmp_path / f"clone-{i}"
+        directory.mkdir()
+        directory.chmod(0o777)
+        clones.append(directory)
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        runs = list(pool.map(lambda d: live_stack.run_pipe(d, impersonating(
+            world, IMAGE=APP_IMAGE, SCRIPT=f"echo {d.name} > who.txt"), step_token(world)), clones))
+    succeeded = sum(run.exit_code == 0 for run in runs)
+    print(f"\n[reliability] concurrent runs: {succeeded}/20 succeeded", file=sys.__stderr__)
+    assert succeeded == 20, [r.output for r in runs if r.exit_code]
+    assert all((d / "who.txt").read_text().strip() == d.name for d in clones)
+    left = live_stack.dc.containers.list(all=True, filters=LABEL)
+    FIGURES["containers left"] += len(left)
+    assert left == []
