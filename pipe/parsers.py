@@ -16,9 +16,10 @@ _TRUE = {"true", "yes", "y", "on", "1"}
 _FALSE = {"false", "no", "n", "off", "0", ""}
 
 
-def bad(name: str, value: str, expected: str, secret: bool = False) -> PipeError:
+def bad(name: str, value: str, expected: str, secret: bool = False, why: str | None = None) -> PipeError:
+    """`NAME is 'value', but it must be <expected>[: <why>].` (repr keeps the message on one line)."""
     shown = "(hidden)" if secret else repr(value)
-    return PipeError(f"{name} is {shown}, but it must be {expected}.")
+    return PipeError(f"{name} is {shown}, but it must be {expected}" + (f": {why}." if why else "."))
 
 
 def boolean(name: str, value: str | None, default: bool = False) -> bool:
@@ -34,9 +35,10 @@ def boolean(name: str, value: str | None, default: bool = False) -> bool:
 
 # --- Workload identity provider ---------------------------------------------------------
 
-_POOL_OR_PROVIDER_ID = r"[a-z0-9-]{4,32}"
+# Pool and provider IDs: 4-32 lowercase letters, digits or hyphens; `gcp-` is reserved for Google.
+_POOL_OR_PROVIDER_ID = r"(?!gcp-)[a-z0-9-]{4,32}"
 _PROVIDER_RE = re.compile(
-    rf"projects/(?P<number>\d+)/locations/global/workloadIdentityPools/(?P<pool>{_POOL_OR_PROVIDER_ID})"
+    rf"projects/(?P<number>[0-9]+)/locations/global/workloadIdentityPools/(?P<pool>{_POOL_OR_PROVIDER_ID})"
     rf"/providers/(?P<provider>{_POOL_OR_PROVIDER_ID})"
 )
 _PREFIXES = ("//iam.googleapis.com/", "https://iam.googleapis.com/")
@@ -74,35 +76,54 @@ def provider(name: str, value: str) -> Provider:
     match = _PROVIDER_RE.fullmatch(text)
     if match:
         return Provider(match["number"], match["pool"], match["provider"])
-    raise PipeError(f"{name} is {value!r}: {_provider_hint(text)}. Expected {PROVIDER_SHAPE}.")
+    raise bad(name, value, f"the provider's resource name {PROVIDER_SHAPE}", why=_provider_hint(text))
 
 
 def _provider_hint(text: str) -> str:
+    """The likeliest mistake, so the fix is in the message."""
     parts = text.split("/")
-    if len(parts) >= 2 and parts[0] == "projects" and not parts[1].isdigit():
+    if len(parts) >= 2 and parts[0] == "projects" and _PROJECT_ID_RE.fullmatch(parts[1]):
         return (
             f"'{parts[1]}' is a project ID, but Workload Identity Federation needs the project NUMBER "
             f"(gcloud projects describe {parts[1]} --format='value(projectNumber)')"
         )
-    if re.fullmatch(r"projects/\d+/locations/global/workloadIdentityPools/[^/]+/?", text):
+    if "workforcePools" in text:
+        return "it names a workforce pool (for people); the pipe needs a workload identity pool's provider"
+    if len(parts) >= 4 and parts[2] == "locations" and parts[3] != "global":
+        return "workload identity pools always live in locations/global"
+    if re.fullmatch(r"projects/[0-9]+/locations/global/workloadIdentityPools/[^/]+/?", text):
         return "it names a pool, not a provider: add /providers/<PROVIDER_ID>"
     if "workloadIdentityPools" not in text:
         return "it is not a workload identity provider resource name"
-    return "it does not have the provider resource name's shape (IDs are 4-32 lowercase letters, digits or hyphens)"
+    lowered_ids = re.sub(r"(workloadIdentityPools|providers)/([^/]+)", lambda m: f"{m[1]}/{m[2].lower()}", text)
+    if lowered_ids != text and _PROVIDER_RE.fullmatch(lowered_ids):
+        return "pool and provider IDs are lowercase"
+    prefix = re.match(_PROVIDER_RE.pattern + "(?![a-z0-9-])", text)  # a valid name, then junk
+    if prefix:
+        return f"remove {text[prefix.end():]!r} after the provider ID"
+    return "it does not have that shape (pool and provider IDs are 4-32 lowercase letters, digits or hyphens, not gcp-…)"
 
 
 # --- Service account and project -----------------------------------------------------------
 
-_EMAIL_RE = re.compile(r"[a-z0-9][a-z0-9._-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)+")
-_SA_PROJECT_RE = re.compile(r"[^@]+@(?P<project>[a-z][a-z0-9-]{4,28}[a-z0-9])\.iam\.gserviceaccount\.com")
-_PROJECT_ID_RE = re.compile(r"(?:[a-z][a-z0-9.:-]*:)?[a-z][a-z0-9-]{4,28}[a-z0-9]")
+_ACCOUNT_ID = r"[a-z](?:[a-z0-9-]{4,28})[a-z0-9]"  # 6-30 characters, as IAM allows
+_PROJECT = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
+# User-managed and service-agent accounts (a domain-scoped project adds its domain), plus the
+# two Google-managed defaults: Compute Engine's and App Engine's.
+_SA_RE = re.compile(
+    rf"{_ACCOUNT_ID}@{_PROJECT}(?:\.[a-z0-9-]+)*\.iam\.gserviceaccount\.com"
+    rf"|[0-9]+-compute@developer\.gserviceaccount\.com|{_PROJECT}@appspot\.gserviceaccount\.com"
+)
+_SA_PROJECT_RE = re.compile(rf"[^@]+@(?P<project>{_PROJECT})\.iam\.gserviceaccount\.com")
+_PROJECT_ID_RE = re.compile(rf"(?:[a-z][a-z0-9.-]*:)?{_PROJECT}")
 
 
 def service_account(name: str, value: str) -> str:
     text = value.strip()
-    if _EMAIL_RE.fullmatch(text):
+    if _SA_RE.fullmatch(text):
         return text
-    raise bad(name, value, "a service account e-mail such as deployer@my-project.iam.gserviceaccount.com")
+    why = "e-mails are lowercase" if _SA_RE.fullmatch(text.lower()) else None
+    raise bad(name, value, "a service account e-mail such as deployer@my-project.iam.gserviceaccount.com", why=why)
 
 
 def project_of(service_account_email: str | None) -> str | None:
@@ -125,7 +146,8 @@ def string_list(name: str, env: dict) -> list[str]:
     """A list variable: Bitbucket's NAME_COUNT/NAME_0.. form, or a comma/newline separated NAME."""
     count = env.get(f"{name}_COUNT")
     if count is not None and count.strip() != "":
-        if not count.strip().isdigit():
+        count = count.strip()
+        if not re.fullmatch(r"[0-9]+", count):  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
             raise bad(f"{name}_COUNT", count, "a whole number (Bitbucket sets it for YAML lists)")
         items = []
         for i in range(int(count)):
@@ -145,8 +167,9 @@ def string_list(name: str, env: dict) -> list[str]:
 _HOST_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
 _HOST = rf"{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*(?::[0-9]+)?"
 _PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*"
-_TAG = r"[\w][\w.-]{0,127}"
-_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"  # Docker's \w is ASCII; Python's is Unicode
+_DIGEST = r"(?P<algorithm>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*):(?P<hex>[0-9a-fA-F]{32,})"
+_DIGEST_LENGTHS = {"sha256": 64, "sha384": 96, "sha512": 128}  # the algorithms the daemon verifies
 _IMAGE_RE = re.compile(
     rf"(?P<name>(?:(?P<host>{_HOST})/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
     rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?"
@@ -169,21 +192,40 @@ class Image:
         return f"{self.repository}:{self.tag or 'latest'}"
 
 
+IMAGE_FORM = "an image reference such as us-docker.pkg.dev/my-project/my-repo/builder:1.4 or …@sha256:<64 hex>"
+
+
 def image(name: str, value: str) -> Image:
     text = value.strip()
     match = _IMAGE_RE.fullmatch(text)
-    if not match or len(match["name"]) > 255:
-        raise bad(name, value, "an image reference such as us-docker.pkg.dev/my-project/my-repo/builder:1.4 or …@sha256:<64 hex>")
-    digest = match["digest"]
-    if digest and digest.startswith("sha256:") and len(digest) != len("sha256:") + 64:
-        raise bad(name, value, "an image reference whose sha256 digest has exactly 64 hex digits")
+    if not match:
+        raise bad(name, value, IMAGE_FORM, why=_image_hint(text))
+    if len(match["name"]) > 255:
+        raise bad(name, value, IMAGE_FORM, why=f"the name has {len(match['name'])} characters, Docker allows 255")
+    digest, hexdigits = match["digest"], match["hex"]
+    if digest and (_DIGEST_LENGTHS.get(match["algorithm"]) != len(hexdigits) or hexdigits != hexdigits.lower()):
+        raise bad(name, value, IMAGE_FORM, why="a digest is sha256: and exactly 64 lowercase hex digits")
     first, _, rest = match["name"].partition("/")
     # Docker's rule: the first component is a registry host only if it looks like one.
-    if rest and ("." in first or ":" in first or first == "localhost"):
+    if rest and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
         host, path = first, rest
     else:
         host, path = "docker.io", match["name"]
     return Image(host=host.lower(), repository=match["name"], path=path, tag=match["tag"], digest=digest)
+
+
+def _image_hint(text: str) -> str | None:
+    if "://" in text:
+        return "no scheme, just host/path:tag"
+    if any(c.isspace() for c in text):
+        return "it contains spaces"
+    if text.endswith(":") or ":@" in text:
+        return "the tag after ':' is empty"
+    if text.endswith("@"):
+        return "the digest after '@' is empty"
+    if _IMAGE_RE.fullmatch(text.lower()):
+        return "repository paths are lowercase"
+    return None
 
 
 def registry_host(name: str, value: str) -> str:
@@ -200,21 +242,29 @@ def registry_host(name: str, value: str) -> str:
 # --- Endpoints ---------------------------------------------------------------------------
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_NETLOC_RE = re.compile(rf"(?:{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*|\[::1\])(?::[0-9]+)?")
+ENDPOINT_FORM = "an https:// URL such as https://sts.googleapis.com"
 
 
 def endpoint(name: str, value: str) -> str:
     """An API root such as https://sts.googleapis.com. Plain http only on loopback (local emulators)."""
     text = value.strip().rstrip("/")
-    parts = urlsplit(text)
     try:
-        parts.port  # noqa: B018 - raises ValueError on a malformed port
-    except ValueError:
-        raise bad(name, value, "an https:// URL such as https://sts.googleapis.com") from None
-    if parts.query or parts.fragment or not parts.hostname:
-        raise bad(name, value, "an https:// URL such as https://sts.googleapis.com")
+        parts = urlsplit(text)
+        port = parts.port  # raises ValueError on a malformed or out-of-range port
+    except ValueError:  # also urlsplit's own, e.g. on an unclosed '[' of an IPv6 host
+        raise bad(name, value, ENDPOINT_FORM) from None
+    # The pipe appends /v1/token etc.: a query, fragment, user or odd character would corrupt the URL.
+    # The netloc itself is checked, as urlsplit reads a hostname even out of '][::1'.
+    if (
+        "?" in text or "#" in text or port == 0
+        or not _NETLOC_RE.fullmatch(parts.netloc)
+        or not re.fullmatch(r"[A-Za-z0-9._~/-]*", parts.path)
+    ):
+        raise bad(name, value, ENDPOINT_FORM)
     if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK):
-        return text
-    raise bad(name, value, "an https:// URL (tokens are never sent over plain http except to localhost)")
+        return f"{parts.scheme}://{parts.netloc}{parts.path}"  # the scheme lowercased
+    raise bad(name, value, ENDPOINT_FORM, why="tokens are never sent over plain http except to localhost")
 
 
 def universe_domain(name: str, value: str) -> str:
@@ -224,21 +274,48 @@ def universe_domain(name: str, value: str) -> str:
     raise bad(name, value, "a domain such as googleapis.com")
 
 
+SCOPE_PREFIX = "https://www.googleapis.com/auth/"
+_SCOPE_RE = re.compile(r"https://[a-z0-9.-]+/[A-Za-z0-9._/-]+|[A-Za-z0-9._-]+")
+
+
+def scope(name: str, value: str) -> str:
+    """An OAuth scope URL, or its short name (cloud-platform) under https://www.googleapis.com/auth/."""
+    text = value.strip()
+    if not _SCOPE_RE.fullmatch(text):
+        raise bad(name, value, "a scope URL such as https://www.googleapis.com/auth/cloud-platform, or cloud-platform")
+    return text if text.startswith("https://") else SCOPE_PREFIX + text
+
+
+def header_value(name: str, value: str) -> str:
+    """Free text sent as an HTTP header (REQUEST_REASON): printable ASCII, which every HTTP stack accepts.
+    A newline would be refused by requests only once the token exchange starts, anything else by http.client."""
+    text = value.strip()
+    if re.fullmatch(r"[ -~]{1,1024}", text):
+        return text
+    raise bad(name, value, "one line of printable ASCII (letters, digits, spaces and punctuation, at most 1024)")
+
+
 # --- Container settings ----------------------------------------------------------------------
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NEVER_FORWARDED = {"BITBUCKET_STEP_OIDC_TOKEN", "OIDC_TOKEN", "PIPELINES_JWT_TOKEN"}  # step credentials
 
 
 def env_entry(name: str, item: str, environ: dict) -> tuple[str, str]:
     """NAME=VALUE, or NAME to forward the pipe's own value."""
     key, sep, value = item.partition("=")
-    if not _ENV_NAME_RE.fullmatch(key):
+    if not _ENV_NAME_RE.fullmatch(key):  # only the name is shown: the value may be a secret
         raise PipeError(
             f"{name} has the entry {key!r}, but each entry must be NAME=VALUE or NAME "
             "(letters, digits and underscores, not starting with a digit)."
         )
     if sep:
         return key, value
+    if key in _NEVER_FORWARDED:
+        raise PipeError(
+            f"{name} forwards {key}, but the step's token is never passed as a variable: remove it, and set "
+            "GOOGLE_CREDENTIALS_IN_CONTAINER: 'true' if the container needs Google credentials."
+        )
     if key not in environ:
         raise PipeError(
             f"{name} forwards {key}, but the pipe has no such variable: pass it as {key}=VALUE "
@@ -253,7 +330,7 @@ def env_entry(name: str, item: str, environ: dict) -> tuple[str, str]:
 def seconds(name: str, value: str, minimum: int, maximum: int) -> int:
     """A protobuf-style duration such as 3600s (a bare number of seconds is accepted too)."""
     text = value.strip().lower()
-    match = re.fullmatch(r"(\d{1,9})s?", text)
+    match = re.fullmatch(r"([0-9]{1,9})s?", text)
     if not match or not minimum <= int(match[1]) <= maximum:
         raise bad(name, value, f"a number of seconds such as 3600s, between {minimum}s and {maximum}s")
     return int(match[1])

@@ -8,29 +8,38 @@ explain it.
 
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass
 
+import requests
 from google.auth import exceptions
 from google.auth.transport import requests as google_requests
 
 log = logging.getLogger("pipe")
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+# Failures where a second try can succeed. An SSLError is a ConnectionError too, but a bad
+# certificate stays bad; an invalid URL or a missing CA bundle is raised at once as well.
+_TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError)
+_PERMANENT = (requests.exceptions.SSLError,)
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     attempts: int = 5  # total tries per call
-    budget: float = 60.0  # seconds, across all tries of one call
+    budget: float = 60.0  # seconds, across all tries of one call, pauses included
     base: float = 0.5
-    cap: float = 8.0
-    timeout: float = 20.0  # per request
+    cap: float = 8.0  # longest pause, also for a server's Retry-After
+    timeout: float = 20.0  # per request (connect and read)
 
     def delay(self, attempt: int, retry_after: str | None) -> float:
-        if retry_after and retry_after.strip().isdigit():
+        """The pause after failed try number `attempt` (1-based)."""
+        # Retry-After in seconds only (ASCII digits: '²'.isdigit() is True but float('²') fails);
+        # the HTTP-date form is rare on Google APIs and falls back to backoff.
+        if retry_after and re.fullmatch(r"[0-9]{1,6}", retry_after.strip()):
             return min(float(retry_after), self.cap)
-        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))
+        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))  # full jitter
 
 
 def describe(url: str) -> str:
@@ -44,33 +53,41 @@ def describe(url: str) -> str:
 
 
 class Transport(google_requests.Request):
-    def __init__(self, policy: RetryPolicy = RetryPolicy(), headers: dict | None = None, sleep=time.sleep):
+    def __init__(self, policy: RetryPolicy | None = None, headers: dict | None = None, sleep=time.sleep,
+                 clock=time.monotonic):
         super().__init__()
-        self.policy = policy
+        self.policy = policy or RetryPolicy()
         self.headers = headers or {}
         self.sleep = sleep
+        self.clock = clock
 
     def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
+        policy = self.policy
         headers = {**(headers or {}), **self.headers}
-        started = time.monotonic()
-        for attempt in range(1, self.policy.attempts + 1):
+        deadline = self.clock() + policy.budget
+        attempts = max(1, policy.attempts)  # always one try, whatever RETRY_MAX_ATTEMPTS says
+        for attempt in range(1, attempts + 1):
             response, error, retry_after = None, None, None
+            # Never wait on one request past the budget; the 0.1 s floor keeps the last try meaningful.
+            request_timeout = max(0.1, min(policy.timeout, deadline - self.clock()))
             try:
-                response = super().__call__(
-                    url, method=method, body=body, headers=headers, timeout=self.policy.timeout, **kwargs
-                )
+                response = super().__call__(url, method=method, body=body, headers=headers, timeout=request_timeout, **kwargs)
             except exceptions.TransportError as caught:
+                cause = caught.__cause__
+                if not isinstance(cause, _TRANSIENT) or isinstance(cause, _PERMANENT):
+                    raise
                 error = caught
-                problem = f"connection failed ({type(caught.__cause__ or caught).__name__})"
+                problem = "timed out" if isinstance(cause, requests.exceptions.Timeout) else "connection failed"
+                problem = f"{problem} ({type(cause).__name__})"
             else:
                 if response.status not in RETRYABLE_STATUS:
                     return response
                 problem, retry_after = f"HTTP {response.status}", response.headers.get("Retry-After")
-            pause = self.policy.delay(attempt, retry_after)
-            if attempt == self.policy.attempts or time.monotonic() - started + pause > self.policy.budget:
+            pause = policy.delay(attempt, retry_after)
+            if attempt == attempts or self.clock() + pause >= deadline:
                 if response is not None:
                     return response  # the caller explains Google's final answer
                 raise error
-            log.warning(f"{describe(url)}: {problem}, retrying in {pause:.1f}s (attempt {attempt + 1} of {self.policy.attempts})")
+            log.warning(f"{describe(url)}: {problem}, retrying in {pause:.1f}s (attempt {attempt + 1} of {attempts})")
             self.sleep(pause)
         raise AssertionError("unreachable")
