@@ -53,6 +53,8 @@ def load(value: str | None, cwd: Path) -> dict:
         return {}
     info = _parse(value, cwd)
     found = {"provider": info.get("audience")}
+    if not isinstance(info.get("service_account_impersonation_url", ""), str) or not isinstance(info.get("token_url", ""), str):
+        raise PipeError(f"{NAME} has a URL that is not a string: regenerate it with `gcloud iam workload-identity-pools create-cred-config`.")
     impersonation = _IMPERSONATION_RE.fullmatch(info.get("service_account_impersonation_url") or "")
     if impersonation:
         found.update(service_account=impersonation["sa"], iam=impersonation["root"])
@@ -61,9 +63,13 @@ def load(value: str | None, cwd: Path) -> dict:
         found["sts"] = token_url["root"]
     if info.get("universe_domain"):
         found["universe"] = info["universe_domain"]
-    lifetime = (info.get("service_account_impersonation") or {}).get("token_lifetime_seconds")
+    impersonation_options = info.get("service_account_impersonation") or {}
+    lifetime = impersonation_options.get("token_lifetime_seconds") if isinstance(impersonation_options, dict) else None
     if lifetime:
         found["lifetime"] = f"{lifetime}s"
+    for key, value in found.items():
+        if value is not None and not isinstance(value, str):
+            raise PipeError(f"{NAME} has a {key} that is not a string: regenerate it with `gcloud iam workload-identity-pools create-cred-config`.")
     return {key: value for key, value in found.items() if value}
 
 

@@ -53,18 +53,29 @@ class KeylessPipe(Pipe):
             return 0
         log.debug(f"Step token: iss={step.claim('iss')} aud={step.audiences} lifetime={_lifetime(step)}")
 
-        from pipe import credentials, registry  # google-auth: only once the input is valid
+        from pipe import registry
 
         if cfg.image:
-            registry.check_allowed(cfg.image, cfg.registries)
+            registry.check_allowed(cfg.image, cfg.registries)  # before any token exists to leak
         client = None
         if cfg.action in ("pull", "run"):
             from pipe import container  # the Docker SDK: only for actions that use the daemon
 
-            client = container.connect()
+            client = container.connect()  # fail on a missing `services: [docker]` before minting anything
 
         http = _transport(cfg)
-        policy = http.policy
+        minted = self._authenticate(cfg, step, http)
+        if cfg.action == "auth":
+            return 0
+        container.pull(client, cfg.image, registry.auth_config(minted.access_token), minted.principal, http.policy)
+        self.success(f"Pulled {cfg.image.reference}.")
+        if cfg.action == "pull":
+            return 0
+        return self._run_image(cfg, step, client)
+
+    def _authenticate(self, cfg, step, http):
+        from pipe import credentials  # google-auth: only once the input is valid
+
         who = f"as {cfg.service_account}" if cfg.service_account else "by direct federation"
         minted = credentials.mint(cfg, step, http)
         self.success(f"Authenticated to Google Cloud {who} through {cfg.provider.provider_id}.")
@@ -73,13 +84,10 @@ class KeylessPipe(Pipe):
             self.success(f"Minted an ID token for audience {cfg.id_token_audience}.")
         if cfg.export_credentials:
             self._export(cfg, step, minted, id_token)
-        if cfg.action == "auth":
-            return 0
+        return minted
 
-        container.pull(client, cfg.image, registry.auth_config(minted.access_token), minted.principal, policy)
-        self.success(f"Pulled {cfg.image.reference}.")
-        if cfg.action == "pull":
-            return 0
+    def _run_image(self, cfg, step, client) -> int:
+        from pipe import container
 
         environment = container.run_environment(cfg.env, self.env)
         shared, mounts = None, {}
@@ -101,7 +109,6 @@ class KeylessPipe(Pipe):
         self.success(f"The script in {cfg.image.reference} succeeded.")
         return 0
 
-
     def _doctor(self, cfg) -> int:
         from pipe import doctor
 
@@ -116,8 +123,8 @@ class KeylessPipe(Pipe):
         self.success(f"Exported credentials to {directory} (valid while the step's OIDC token is, about an hour).")
         log.info(f"Use them in the next lines of this step with:  source {directory}/env")
         log.warning(
-            f"These files are secrets: never declare {directory.relative_to(cfg.clone_dir) if cfg.clone_dir in directory.parents else directory} "
-            f"as artifacts or copy it into an image; delete it with `rm -rf {directory}` when done."
+            f"These files are secrets: never declare {directory} as artifacts or copy it into an image; "
+            f"delete it with `rm -rf {directory}` when done."
         )
 
 
@@ -151,7 +158,7 @@ def main(env: dict | None = None) -> int:
     try:
         pipe = KeylessPipe(
             pipe_metadata_file=str(PIPE_YML), schema=config.toolkit_schema(), env=env,
-            check_for_newer_version=False,
+            validator=config.StringsValidator(), check_for_newer_version=False,
         )
         return pipe.run()
     except PipeError as error:

@@ -3,6 +3,7 @@
 import base64
 import binascii
 import json
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ class StepToken:
         return str(self.claims.get(name, "(not in the token)"))
 
 
-def decode_claims(token: str) -> dict:
+def decode_claims(token: str, source: str = "BITBUCKET_STEP_OIDC_TOKEN") -> dict:
     """The JWT payload, decoded without verification (Google verifies it)."""
     try:
         payload = token.split(".")[1]
@@ -36,7 +37,7 @@ def decode_claims(token: str) -> dict:
     except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
         claims = None
     if not isinstance(claims, dict):
-        raise PipeError("The OIDC token is not a JWT: pass Bitbucket's $BITBUCKET_STEP_OIDC_TOKEN unchanged.")
+        raise PipeError(f"{source} is not a JWT (value hidden): pass Bitbucket's $BITBUCKET_STEP_OIDC_TOKEN unchanged.")
     return claims
 
 
@@ -45,12 +46,13 @@ def read(env: dict, now: float | None = None) -> StepToken:
     value = (env.get(source) or "").strip()
     if not value:
         raise PipeError(MISSING)
-    token = StepToken(value, decode_claims(value))
+    token = StepToken(value, decode_claims(value, source))
     exp = token.claims.get("exp")
     now = time.time() if now is None else now
-    if isinstance(exp, (int, float)) and exp < now:
+    if isinstance(exp, (int, float)) and not isinstance(exp, bool) and exp < now:
+        ago = f"{int(now - exp)} s ago" if math.isfinite(exp) else "long ago"
         raise PipeError(
-            f"The step's OIDC token expired {int(now - exp)} s ago: Bitbucket's token lasts about an hour from the "
+            f"The step's OIDC token ({source}) expired {ago}: Bitbucket's token lasts about an hour from the "
             "start of the step, so run this pipe earlier in the step or move later work to its own step with `oidc: true`."
         )
     return token

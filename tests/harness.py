@@ -40,9 +40,8 @@ class Stack:
             return {"DOCKER_HOST": self.host}, {socket: {"bind": socket, "mode": "rw"}}
         return {"DOCKER_HOST": self.host}, {}
 
-    def run_pipe(self, clone: Path, variables: dict, token: str | None = None, workdir: Path | None = None,
-                 timeout: int = 180) -> PipeRun:
-        """Run the pipe exactly as Bitbucket does: same-path clone mount, -w, BITBUCKET_* defaults, CI=true."""
+    def bitbucket_run(self, clone: Path, variables: dict, token: str | None = None, workdir: Path | None = None) -> dict:
+        """The container options Bitbucket uses for a pipe: same-path clone mount, -w, BITBUCKET_* defaults, CI=true."""
         docker_env, mounts = self.pipe_docker_env()
         env = {
             "CI": "true",
@@ -60,10 +59,15 @@ class Stack:
         }
         if token is not None:
             env["BITBUCKET_STEP_OIDC_TOKEN"] = token
-        container = self.dc.containers.run(
-            self.pipe_image, detach=True, environment=env, network_mode="host", working_dir=str(workdir or clone),
-            volumes={str(clone): {"bind": str(clone), "mode": "rw"}, **mounts},
-        )
+        return {
+            "environment": env, "network_mode": "host", "working_dir": str(workdir or clone),
+            "volumes": {str(clone): {"bind": str(clone), "mode": "rw"}, **mounts},
+        }
+
+    def run_pipe(self, clone: Path, variables: dict, token: str | None = None, workdir: Path | None = None,
+                 timeout: int = 180) -> PipeRun:
+        """Run the pipe as Bitbucket does, then scan everything it printed or wrote for leaked tokens."""
+        container = self.dc.containers.run(self.pipe_image, detach=True, **self.bitbucket_run(clone, variables, token, workdir))
         try:
             exit_code = container.wait(timeout=timeout)["StatusCode"]
             run = PipeRun(

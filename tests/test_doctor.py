@@ -141,7 +141,7 @@ def test_expired_token(emu, registry_host, world, docker_up):
     ok, lines = diagnose(emu, step_env(emu, registry_host, world, token=token))
     assert not ok
     assert line(lines, "Step OIDC token").startswith("✔")
-    assert "✖ Token not expired: The step's OIDC token expired" in line(lines, "Token not expired")
+    assert "✖ Token not expired: The step's OIDC token (BITBUCKET_STEP_OIDC_TOKEN) expired" in line(lines, "Token not expired")
     assert line(lines, "STS token exchange").startswith("– STS token exchange: skipped")
     assert not [r for r in emu.requests if r.route == "sts"]
 

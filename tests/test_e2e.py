@@ -91,7 +91,7 @@ def test_expired_token(live_stack, world, clone):
 
     run = live_stack.run_pipe(clone, variables(world), step_token(world, iat=int(time.time()) - 7200, lifetime=3600))
     assert run.exit_code == 1
-    assert "OIDC token expired" in run.stdout and "run this pipe earlier in the step" in run.stdout
+    assert "OIDC token (BITBUCKET_STEP_OIDC_TOKEN) expired" in run.stdout and "run this pipe earlier in the step" in run.stdout
 
 
 def test_token_without_iat_is_explained_from_googles_answer(live_stack, world, clone):

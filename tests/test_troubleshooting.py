@@ -31,7 +31,8 @@ def registry(text):
 
 # Google's answer as the README's first column starts it → how the pipe is fed that answer.
 ANSWERS = {
-    'Invalid value for "audience"': sts("invalid_request", 'Invalid value for "audience". This value should be the full resource name of the Identity Provider.'),
+    'Invalid value for "audience"': sts("invalid_request", 'Invalid value for "audience". '
+                                                          'This value should be the full resource name of the Identity Provider.'),
     "The target service indicated": sts("invalid_target", 'The target service indicated by the "audience" parameters is invalid.'),
     "The audience in ID Token": sts("invalid_grant", "The audience in ID Token [x] does not match the expected audience."),
     "The issuer in ID Token": sts("invalid_grant", "The issuer in ID Token https://x does not match the expected ones: https://y"),
