@@ -61,6 +61,7 @@ class Stack:
             env["BITBUCKET_STEP_OIDC_TOKEN"] = token
         return {
             "environment": env, "network_mode": "host", "working_dir": str(workdir or clone),
+            "labels": {"org.bitbucket.pipelines.system": "true"},  # as Bitbucket labels its pipe containers
             "volumes": {str(clone): {"bind": str(clone), "mode": "rw"}, **mounts},
         }
 
@@ -92,6 +93,11 @@ class Stack:
             for secret in secrets:
                 assert secret not in text, f"a token leaked into {where}"
         self.leak_scanned += 1
+
+    def run_containers(self, under: Path) -> list:
+        """The pipe's run containers (any state) that mount a directory below `under`: one test's, no one else's."""
+        containers = self.dc.containers.list(all=True, filters={"label": "pipe.google-cloud-keyless"})
+        return [c for c in containers if any(b.startswith(f"{under}") for b in c.attrs["HostConfig"]["Binds"] or [])]
 
     def forget_image(self, reference: str) -> None:
         try:

@@ -10,7 +10,6 @@ import json
 import logging
 import re
 import signal
-import sys
 import time
 from dataclasses import dataclass
 
@@ -18,6 +17,7 @@ import pytest
 
 from pipe.main import main
 from pipe.parsers import PROVIDER_SHAPE
+from tests.figures import record
 
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"
 SA = "deployer@my-project.iam.gserviceaccount.com"
@@ -158,7 +158,7 @@ def tally():
     yield counts
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
-    print(f"\n[bad-input] {counts['tried']} cases tried, {counts['clear']} clear one-line errors", file=sys.__stderr__)
+    record("bad input", f"{counts['tried']} cases tried, {counts['clear']} clear one-line errors with exit 1")
 
 
 @pytest.mark.parametrize("bad", CASES)

@@ -32,3 +32,12 @@ def test_yaml_definition_shows_every_variable():
 def test_readme_test_command_is_what_ci_runs():
     assert "make test" in README
     assert (ROOT / ".ci/run").read_text().rstrip().endswith("make test")
+
+
+def test_changelog_is_generated_from_the_changesets():
+    import subprocess
+    import sys
+
+    semversioner = Path(sys.executable).parent / "semversioner"
+    generated = subprocess.run([str(semversioner), "changelog"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert (ROOT / "CHANGELOG.md").read_text() == generated

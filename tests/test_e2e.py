@@ -39,7 +39,7 @@ def test_run_with_impersonation_writes_into_the_clone_dir(live_stack, world, clo
     assert "as image-puller@acme-ci.iam.gserviceaccount.com" in run.stdout
     iam_calls = [r for r in live_stack.emulator.requests if r.route == "iam"]
     assert len(iam_calls) == 1 and iam_calls[0].status == 200
-    assert not live_stack.dc.containers.list(all=True, filters={"label": "pipe.google-cloud-keyless"})
+    assert not live_stack.run_containers(clone)
 
 
 def test_direct_federation_pull(live_stack, world, clone):
@@ -151,7 +151,7 @@ def test_script_exit_code_is_propagated_and_container_removed(live_stack, world,
     assert run.exit_code == 7
     assert "before" in run.stdout and "never" not in run.stdout
     assert "exited with code 7" in run.stdout
-    assert not live_stack.dc.containers.list(all=True, filters={"label": "pipe.google-cloud-keyless"})
+    assert not live_stack.run_containers(clone)
 
 
 def test_command_exec_form(live_stack, world, clone):

@@ -2,7 +2,6 @@
 
 The suite prints its figures (faults survived, containers left) when it finishes."""
 
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -10,18 +9,18 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import APP_IMAGE
+from tests.figures import record
 from tests.test_e2e import step_token, variables
 
 pytestmark = pytest.mark.e2e
 
-LABEL = {"label": "pipe.google-cloud-keyless"}
 FIGURES = {"faults injected": 0, "faults survived": 0, "clean failures": 0, "containers left": 0}
 
 
 @pytest.fixture(scope="module", autouse=True)
 def figures():
     yield
-    print("\n[reliability] " + ", ".join(f"{k}: {v}" for k, v in FIGURES.items()), file=sys.__stderr__)
+    record("reliability", ", ".join(f"{k}: {v}" for k, v in FIGURES.items()))
 
 
 def impersonating(world, **extra):
@@ -81,13 +80,14 @@ def test_sigterm_stops_and_removes_the_run_container(live_stack, world, clone):
     runner = threading.Thread(target=run)
     runner.start()
     deadline = time.monotonic() + 60
-    while not live_stack.dc.containers.list(filters=LABEL):
+    while not live_stack.run_containers(clone):
         assert time.monotonic() < deadline, "the run container never started"
         time.sleep(0.2)
-    running = live_stack.dc.containers.list(filters=LABEL)[0]
+    [running] = live_stack.run_containers(clone)
     host = running.attrs["HostConfig"]
     assert not host["Privileged"] and not host.get("Mounts") and host["Binds"] == [f"{clone}:{clone}:rw"]
-    pipe = next(c for c in live_stack.dc.containers.list() if c.image.tags and c.image.tags[0] == live_stack.pipe_image)
+    [pipe] = [c for c in live_stack.dc.containers.list(filters={"label": "org.bitbucket.pipelines.system=true"})
+              if f"{clone}:{clone}:rw" in c.attrs["HostConfig"]["Binds"]]
     stopped_at = time.monotonic()
     pipe.kill(signal="SIGTERM")
     runner.join(timeout=30)
@@ -95,7 +95,7 @@ def test_sigterm_stops_and_removes_the_run_container(live_stack, world, clone):
     assert result["run"].exit_code == 128 + 15, result["run"].output
     assert "Stopped by signal SIGTERM" in result["run"].stdout
     assert elapsed < 10
-    left = live_stack.dc.containers.list(all=True, filters=LABEL)
+    left = live_stack.run_containers(clone)
     FIGURES["containers left"] += len(left)
     assert left == []
 
@@ -117,9 +117,9 @@ def test_twenty_pipes_at_once(live_stack, world, tmp_path):
         runs = list(pool.map(lambda d: live_stack.run_pipe(d, impersonating(
             world, IMAGE=APP_IMAGE, SCRIPT=f"echo {d.name} > who.txt"), step_token(world)), clones))
     succeeded = sum(run.exit_code == 0 for run in runs)
-    print(f"\n[reliability] concurrent runs: {succeeded}/20 succeeded", file=sys.__stderr__)
+    record("concurrency", f"{succeeded}/20 pipes run at once succeeded")
     assert succeeded == 20, [r.output for r in runs if r.exit_code]
     assert all((d / "who.txt").read_text().strip() == d.name for d in clones)
-    left = live_stack.dc.containers.list(all=True, filters=LABEL)
+    left = live_stack.run_containers(tmp_path)
     FIGURES["containers left"] += len(left)
     assert left == []
