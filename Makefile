@@ -2,7 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv test unit e2e lint demo bench changelog clean
+.PHONY: deps venv test unit e2e lint demo bench changelog clean
+
+# Docker, the registry and debootstrap from Debian, when missing (needs root).
+deps:
+	scripts/install-system-deps
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt
@@ -11,23 +15,23 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 # Unit tests, then the end-to-end suite against the local stack (daemon, registry, emulator).
-test: venv lint
+test: deps venv lint
 	$(PY) -m pytest -q tests
 
 unit: venv
 	$(PY) -m pytest -q tests -m "not e2e"
 
-e2e: venv
+e2e: deps venv
 	$(PY) -m pytest -q tests -m e2e
 
 lint: venv
 	$(VENV)/bin/ruff check .
 
 # Brings up the stack, builds the image and runs the pipe's main job against the emulator.
-demo: venv
+demo: deps venv
 	$(PY) -m tests.demo
 
-bench: venv
+bench: deps venv
 	$(PY) -m bench
 
 changelog: venv

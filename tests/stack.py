@@ -68,7 +68,7 @@ def docker_host() -> str:
     if _answers(ours):
         return ours
     if not shutil.which("dockerd"):
-        raise RuntimeError("dockerd is not installed: run `apt-get install -y docker.io` (the .ci/run script does)")
+        raise RuntimeError("dockerd is not installed: run `make deps` (it installs Debian's docker.io)")
     root = DOCKER_SOCKET.parent
     root.mkdir(parents=True, exist_ok=True)
     _say("starting dockerd")
@@ -133,7 +133,10 @@ def busybox_image(dc: docker.DockerClient) -> str:
     work = STACK_DIR / "busybox"
     shutil.rmtree(work, ignore_errors=True)
     (work / "img/bin").mkdir(parents=True)
-    subprocess.run(["apt-get", "download", "busybox-static"], cwd=work, check=True, stdout=subprocess.DEVNULL)
+    download = ["apt-get", "download", "busybox-static"]
+    if subprocess.run(download, cwd=work, stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run(["apt-get", "update", "-q"], check=True, stdout=subprocess.DEVNULL)  # a fresh machine has no lists
+        subprocess.run(download, cwd=work, check=True, stdout=subprocess.DEVNULL)
     deb = next(work.glob("busybox-static_*.deb"))
     subprocess.run(["dpkg", "-x", str(deb), str(work / "pkg")], check=True)
     busybox = work / "img/bin/busybox"

@@ -79,3 +79,19 @@ def test_other_registries_never_receive_a_google_token(ref):
 def test_registries_lists_extra_hosts():
     cfg = load(IMAGE="registry.example.com:5000/p/i:1", REGISTRIES="registry.example.com:5000")
     registry.check_allowed(cfg.image, cfg.registries)
+
+
+def test_pull_without_a_docker_service_says_so_before_minting(capsys):
+    import base64
+    import json
+    import time
+
+    from pipe.main import main
+
+    claims = base64.urlsafe_b64encode(json.dumps({"exp": int(time.time()) + 600}).encode()).decode().rstrip("=")
+    code = main({"WORKLOAD_IDENTITY_PROVIDER": PROVIDER, "IMAGE": IMAGE, "BITBUCKET_STEP_OIDC_TOKEN": f"eyJhbGciOiJSUzI1NiJ9.{claims}.c2ln",
+                 "DOCKER_HOST": "tcp://127.0.0.1:9", "STS_ENDPOINT": "http://127.0.0.1:9"})
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "add `services: [docker]` to the step" in out
+    assert "Google" not in out  # refused before any token exchange
