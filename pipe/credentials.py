@@ -51,20 +51,12 @@ def federated_credentials(cfg: Config, step: StepToken, scopes) -> identity_pool
     )
 
 
-def principal_set(cfg: Config, step: StepToken) -> str:
-    """The member a repository-scoped grant uses (the mapping `attribute.repository_uuid` is documented)."""
-    return (
-        f"principalSet://iam.googleapis.com/{cfg.provider.pool_name}"
-        f"/attribute.repository_uuid/{step.claim('repositoryUuid')}"
-    )
-
-
 def mint(cfg: Config, step: StepToken, transport: Transport) -> Minted:
     """One access token: the federated token itself, or the service account's."""
     federated = federated_credentials(cfg, step, cfg.scopes)
     if cfg.service_account is None:
         _refresh(federated, transport, cfg, step)
-        return Minted(federated.token, federated.expiry, principal_set(cfg, step))
+        return Minted(federated.token, federated.expiry, cfg.provider.repository_member(step.claim("repositoryUuid")))
 
     impersonated = impersonated_credentials.Credentials(
         source_credentials=federated,

@@ -18,13 +18,6 @@ def _provider_cmd(cfg: Config, verb: str = "update-oidc") -> str:
     )
 
 
-def _repository_member(cfg: Config, step: StepToken) -> str:
-    return (
-        f"principalSet://iam.googleapis.com/{cfg.provider.pool_name}"
-        f"/attribute.repository_uuid/{step.claim('repositoryUuid')}"
-    )
-
-
 def transient(body: dict, service: str) -> str | None:
     """Google's own trouble (5xx, 429) that outlasted the retries: not the user's configuration."""
     error = body.get("error")
@@ -124,8 +117,8 @@ def iam_error(body: dict, cfg: Config, step: StepToken, method: str = "generateA
         return (
             f"This repository's identity may not impersonate {sa} ({message}): grant it with "
             f"`gcloud iam service-accounts add-iam-policy-binding {sa} --role=roles/iam.workloadIdentityUser "
-            f"--member={_repository_member(cfg, step)}` (the provider must map attribute.repository_uuid="
-            "assertion.repositoryUuid). Check that the account exists; new bindings take up to 5 minutes."
+            f"--member={cfg.provider.repository_member(step.claim('repositoryUuid'))}` (the provider must map "
+            "attribute.repository_uuid=assertion.repositoryUuid). Check that the account exists; new bindings take up to 5 minutes."
         )
     if code == 401:
         return (

@@ -66,6 +66,10 @@ class Provider:
         """The STS `audience`: the provider's full resource name."""
         return "//iam.googleapis.com/" + self.name
 
+    def repository_member(self, repository_uuid: str) -> str:
+        """The IAM member for one Bitbucket repository (needs attribute.repository_uuid=assertion.repositoryUuid)."""
+        return f"principalSet://iam.googleapis.com/{self.pool_name}/attribute.repository_uuid/{repository_uuid}"
+
 
 def provider(name: str, value: str) -> Provider:
     text = value.strip()

@@ -122,7 +122,7 @@ def build(cfg: Config, step: StepToken, restrict: Restriction) -> Plan:
         attribute_mapping=ATTRIBUTE_MAPPING,
         attribute_condition=attribute_condition(claims, restrict),
     )
-    member = f"principalSet://iam.googleapis.com/{provider.pool_name}/attribute.repository_uuid/{claims['repositoryUuid']}"
+    member = p.repository_member(claims["repositoryUuid"])
     binding = ServiceAccountBinding(cfg.service_account, WORKLOAD_IDENTITY_USER, member) if cfg.service_account else None
     reader = f"serviceAccount:{cfg.service_account}" if cfg.service_account else member
     apis = ("iam.googleapis.com", "sts.googleapis.com") + (("iamcredentials.googleapis.com",) if binding else ())
