@@ -86,6 +86,11 @@ def _pull_once(client: docker.DockerClient, image: Image, auth: dict) -> None:
         raise _PullFailed(str(error.explanation or error)) from None
 
 
+def image_user(client: docker.DockerClient, image: Image) -> str:
+    """The USER the image runs as ('' means root)."""
+    return (client.images.get(image.reference).attrs.get("Config") or {}).get("User") or ""
+
+
 def run_environment(user_env: dict[str, str], environ: dict) -> dict[str, str]:
     context = {
         name: value for name, value in environ.items()

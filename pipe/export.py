@@ -82,13 +82,26 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "'\"'\"'") + "'"
 
 
-def container_credentials(cfg: Config, step_token: str, inside: str = "/var/run/google-cloud") -> tuple[Path, dict, dict]:
+def numeric_owner(user: str | None) -> tuple[int, int] | None:
+    """The uid:gid an image's USER names, when numeric (names would need the image's /etc/passwd)."""
+    uid, _, gid = (user or "").partition(":")
+    if uid.isascii() and uid.isdigit() and (not gid or (gid.isascii() and gid.isdigit())):
+        return int(uid), int(gid or uid)
+    return None
+
+
+def container_credentials(cfg: Config, step_token: str, owner: tuple[int, int] | None = None,
+                          inside: str = "/var/run/google-cloud") -> tuple[Path, dict, dict]:
     """Files for GOOGLE_CREDENTIALS_IN_CONTAINER: a private dir under the clone (the daemon only sees the
-    clone), each file bind-mounted read-only into the container. The caller removes the dir afterwards."""
+    clone), each file bind-mounted read-only into the container and owned by the image's user, still 0600.
+    The caller removes the dir afterwards."""
     directory = fresh_private_dir(storage_dir(cfg).with_name("gcp-run"))
     write_private(directory / "oidc-token", step_token)
     config = credential_config.render(cfg, f"{inside}/oidc-token")
     write_private(directory / "credentials.json", json.dumps(config, indent=2))
+    if owner:
+        for name in ("oidc-token", "credentials.json"):
+            os.chown(directory / name, *owner)
     mounts = {str(directory / name): {"bind": f"{inside}/{name}", "mode": "ro"} for name in ("oidc-token", "credentials.json")}
     environment = {
         "GOOGLE_APPLICATION_CREDENTIALS": f"{inside}/credentials.json",

@@ -94,7 +94,12 @@ class KeylessPipe(Pipe):
         if cfg.credentials_in_container:
             from pipe import export
 
-            shared, mounts, google_env = export.container_credentials(cfg, step.value)
+            user = container.image_user(client, cfg.image)
+            owner = export.numeric_owner(user)
+            if user and user not in ("root", "0", "0:0") and owner is None:
+                log.warning(f"{cfg.image.reference} runs as user '{user}', but the credential files can only be handed to a "
+                            "numeric USER (uid or uid:gid); they stay readable by root only.")
+            shared, mounts, google_env = export.container_credentials(cfg, step.value, owner)
             environment.update(google_env)
         try:
             status = container.run(

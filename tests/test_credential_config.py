@@ -97,3 +97,9 @@ def test_export_writes_private_files_exclusively(tmp_path):
     assert not (tmp_path / "elsewhere").exists() and not (again / "env").is_symlink()
     with pytest.raises(FileExistsError):
         export.write_private(again / "env", "x")
+
+
+@pytest.mark.parametrize("user, owner", [("", None), ("root", None), ("app", None), ("1000", (1000, 1000)),
+                                         ("1000:50", (1000, 50)), ("1000:staff", None), ("١٠٠٠", None)])
+def test_credentials_are_handed_only_to_a_numeric_image_user(user, owner):
+    assert export.numeric_owner(user) == owner

@@ -148,3 +148,23 @@ def test_credentials_inside_the_run_container(live_stack, world, clone):
     assert run.exit_code == 0, run.output
     assert "inside-ok True" in run.stdout
     assert not (clone / STORAGE / "gcp-run").exists(), "the shared files must be removed when the container exits"
+
+
+def test_credentials_reach_a_non_root_image_user(live_stack, world, clone, tmp_path):
+    """An image with `USER 1000` can read the mounted files; they stay 0600."""
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {live_stack.busybox}\nUSER 1000:1000\n")
+    live_stack.dc.images.build(path=str(context), tag="local/busybox-nonroot:1", rm=True)
+    image = "127.0.0.1:5000/acme-ci/private/nonroot:1"
+    harness.push_image(live_stack, "local/busybox-nonroot:1", image)
+    script = ('[ "$(id -u)" = 1000 ]\n'
+              'grep -q external_account "$GOOGLE_APPLICATION_CREDENTIALS"\n'
+              'cat /var/run/google-cloud/oidc-token > /dev/null\n'
+              'stat -c %a /var/run/google-cloud/credentials.json')
+    run = live_stack.run_pipe(clone, variables(
+        world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=image, GOOGLE_CREDENTIALS_IN_CONTAINER="true",
+        SCRIPT=script,
+    ), step_token(world))
+    assert run.exit_code == 0, run.output
+    assert "600" in run.stdout
