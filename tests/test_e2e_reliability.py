@@ -86,6 +86,9 @@ def test_sigterm_stops_and_removes_the_run_container(live_stack, world, clone):
     [running] = live_stack.run_containers(clone)
     host = running.attrs["HostConfig"]
     assert not host["Privileged"] and not host.get("Mounts") and host["Binds"] == [f"{clone}:{clone}:rw"]
+    exposed = " ".join(running.attrs["Config"]["Env"] + list(running.attrs["Config"]["Labels"].values()) + running.attrs["Args"])
+    assert not [t for t in live_stack.emulator.issued_tokens() if t in exposed], "a token reached the run container's env, labels or args"
+    assert "BITBUCKET_BRANCH=main" in exposed  # the step's context is forwarded, its credentials are not
     [pipe] = [c for c in live_stack.dc.containers.list(filters={"label": "org.bitbucket.pipelines.system=true"})
               if f"{clone}:{clone}:rw" in c.attrs["HostConfig"]["Binds"]]
     stopped_at = time.monotonic()
