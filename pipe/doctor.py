@@ -7,7 +7,6 @@ stage whose prerequisite failed is shown as skipped (–). Fixes come from pipe.
 """
 
 import base64
-import binascii
 import json
 import re
 import time
@@ -16,13 +15,12 @@ from urllib.parse import urlencode, urlsplit
 
 from google.auth import exceptions
 
-from pipe import credentials, diagnose, oidc, redact, registry
+from pipe import credentials, diagnose, oidc, parsers, redact, registry
 from pipe.config import Config
 from pipe.errors import PipeError
 from pipe.oidc import StepToken
 
 SUBJECT_LIMIT = 127  # bytes Google allows per mapped attribute (google.subject=assertion.sub)
-_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -160,7 +158,7 @@ def _get(run: _Run, url: str, headers: dict | None = None):
 
 def _challenge(run: _Run, host: str) -> tuple[str, str | None]:
     """The registry's `WWW-Authenticate: Bearer realm=...,service=...`, read from an anonymous GET /v2/."""
-    scheme = "http" if host.rsplit(":", 1)[0] in _LOOPBACK else "https"
+    scheme = "http" if parsers.is_loopback(urlsplit(f"//{host}").hostname) else "https"
     response = _get(run, f"{scheme}://{host}/v2/")
     header = response.headers.get("WWW-Authenticate") or ""
     params = dict(_CHALLENGE_PARAM.findall(header))
@@ -170,9 +168,8 @@ def _challenge(run: _Run, host: str) -> tuple[str, str | None]:
             "IMAGE must be on a registry that takes Google access tokens (Artifact Registry)."
         )
     realm = urlsplit(params["realm"])
-    loopback = realm.scheme == "http" and (realm.hostname or "") in _LOOPBACK
     # The token goes to the realm, so the realm must be a host the token may go to.
-    if not (realm.scheme == "https" or loopback) or not (registry.is_google(realm.netloc) or realm.netloc in run.cfg.registries):
+    if not parsers.may_carry_tokens(realm.scheme, realm.hostname) or not (registry.is_google(realm.netloc) or realm.netloc in run.cfg.registries):
         raise PipeError(
             f"{host} sends clients to the token service {params['realm']}, which may not receive Google access tokens: "
             f"add '{realm.netloc}' to REGISTRIES only if you trust it (https, or http on localhost)."
@@ -209,11 +206,10 @@ def _json(data: bytes) -> dict:
 def _grants_pull(token: str) -> bool:
     """Distribution-style token services may answer 200 with no access instead of 403; AR's tokens are opaque."""
     try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (IndexError, ValueError, binascii.Error, UnicodeDecodeError):
+        claims = oidc.decode_claims(token)
+    except PipeError:  # not a JWT
         return True
-    access = claims.get("access") if isinstance(claims, dict) else None
+    access = claims.get("access")
     if not isinstance(access, list):
         return True
     return any("pull" in (entry.get("actions") or []) for entry in access if isinstance(entry, dict))

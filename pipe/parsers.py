@@ -246,6 +246,16 @@ def registry_host(name: str, value: str) -> str:
 # --- Endpoints ---------------------------------------------------------------------------
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def is_loopback(hostname: str | None) -> bool:
+    """Local emulators and registries: the only hosts a token may reach over plain http."""
+    return (hostname or "").strip("[]") in _LOOPBACK
+
+
+def may_carry_tokens(scheme: str, hostname: str | None) -> bool:
+    return scheme == "https" or (scheme == "http" and is_loopback(hostname))
+
 _NETLOC_RE = re.compile(rf"(?:{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*|\[::1\])(?::[0-9]+)?")
 ENDPOINT_FORM = "an https:// URL such as https://sts.googleapis.com"
 
@@ -266,7 +276,7 @@ def endpoint(name: str, value: str) -> str:
         or not re.fullmatch(r"[A-Za-z0-9._~/-]*", parts.path)
     ):
         raise bad(name, value, ENDPOINT_FORM)
-    if parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOOPBACK):
+    if may_carry_tokens(parts.scheme, parts.hostname):
         return f"{parts.scheme}://{parts.netloc}{parts.path}"  # the scheme lowercased
     raise bad(name, value, ENDPOINT_FORM, why="tokens are never sent over plain http except to localhost")
 
