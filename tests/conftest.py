@@ -38,6 +38,7 @@ def world(live_stack):
     """A fresh typical world for each test (tokens issued under earlier worlds stay known for leak scans)."""
     from tests.emulator import typical_world
 
+    live_stack.emulator.wait_idle()  # an earlier test's slow fault must not land in this test's log
     live_stack.emulator.world = typical_world()
     live_stack.emulator.faults.clear()
     live_stack.emulator.reset_log()

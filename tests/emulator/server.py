@@ -67,6 +67,8 @@ class Emulator:
         self.registry_signer = RegistrySigner(key, registry_issuer, registry_service)
         self._address = (host, port)
         self._lock = threading.Lock()  # one request at a time reads the world and token tables
+        self._idle = threading.Condition()  # guards _in_flight, for wait_idle()
+        self._in_flight = 0
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -127,7 +129,23 @@ class Emulator:
         return keys.public_jwk(self.google_signer.key, self.google_signer.kid)
 
     # -- called by the handler
+    def wait_idle(self, timeout: float = 30.0) -> None:
+        """Until no request is in flight (a "slow" fault answers after its client gave up)."""
+        with self._idle:
+            if not self._idle.wait_for(lambda: self._in_flight == 0, timeout):
+                raise TimeoutError(f"{self._in_flight} request(s) still in flight after {timeout:.0f}s")
+
     def serve(self, handler: _Handler, incoming: routes.Incoming) -> None:
+        with self._idle:
+            self._in_flight += 1
+        try:
+            self._serve(handler, incoming)
+        finally:
+            with self._idle:
+                self._in_flight -= 1
+                self._idle.notify_all()
+
+    def _serve(self, handler: _Handler, incoming: routes.Incoming) -> None:
         route = routes.classify(incoming.method, incoming.path)
         if route == "control":
             handler.send_reply(routes.control(self, incoming))
