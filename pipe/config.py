@@ -5,7 +5,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipe import credential_config, parsers, setup_plan
+from pipe import config_file, parsers
 from pipe.errors import PipeError
 
 # name -> kind. Every variable is declared as a plain string to the toolkit (its YAML coercion
@@ -99,7 +99,7 @@ class Config:
     retry_attempts: int = 5
     retry_max_time: int = 120
     request_timeout: int = 30
-    restrict_to: setup_plan.Restriction = setup_plan.Restriction()
+    restrict_to: parsers.Restriction = parsers.Restriction()
 
     @property
     def token_url(self) -> str:
@@ -118,7 +118,7 @@ def _text(env: dict, name: str) -> str | None:
 
 def load(env: dict, cwd: Path) -> Config:
     """Validate every variable before any network call; raise PipeError on the first bad one."""
-    from_file = credential_config.load(_text(env, "GOOGLE_OIDC_CONFIG_FILE"), cwd)
+    from_file = config_file.load(_text(env, "GOOGLE_OIDC_CONFIG_FILE"), cwd)
     raw_provider = _text(env, "WORKLOAD_IDENTITY_PROVIDER") or from_file.get("provider")
     if raw_provider is None:
         raise PipeError(
@@ -186,7 +186,7 @@ def load(env: dict, cwd: Path) -> Config:
         retry_attempts=_int(env, "RETRY_MAX_ATTEMPTS", 5, 1, 10),
         retry_max_time=parsers.seconds("RETRY_MAX_TIME", _text(env, "RETRY_MAX_TIME") or "120s", 1, 3600),
         request_timeout=parsers.seconds("REQUEST_TIMEOUT", _text(env, "REQUEST_TIMEOUT") or "30s", 1, 600),
-        restrict_to=setup_plan.restriction("SETUP_RESTRICT_TO", _text(env, "SETUP_RESTRICT_TO")),
+        restrict_to=parsers.restriction("SETUP_RESTRICT_TO", _text(env, "SETUP_RESTRICT_TO")),
     )
 
 

@@ -348,3 +348,27 @@ def seconds(name: str, value: str, minimum: int, maximum: int) -> int:
     if not match or not minimum <= int(match[1]) <= maximum:
         raise bad(name, value, f"a number of seconds such as 3600s, between {minimum}s and {maximum}s")
     return int(match[1])
+
+
+# --- SETUP_RESTRICT_TO -------------------------------------------------------------------------
+
+RESTRICT_VARIABLE = "SETUP_RESTRICT_TO"
+RESTRICT_LEVELS = ("repository", "branch", "deployment")
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """The repository is always pinned; branch and deployment environment optionally too."""
+
+    branch: bool = False
+    deployment: bool = False
+
+    def __str__(self) -> str:
+        return ",".join(["repository"] + ["branch"] * self.branch + ["deployment"] * self.deployment)
+
+
+def restriction(name: str, value: str | None) -> Restriction:
+    words = [word.lower() for word in re.split(r"[\s,]+", (value or "").strip()) if word]
+    if any(word not in RESTRICT_LEVELS for word in words):
+        raise bad(name, value or "", "'repository' (the default), 'branch', 'deployment' or 'branch,deployment'")
+    return Restriction(branch="branch" in words, deployment="deployment" in words)

@@ -6,22 +6,15 @@ attribute condition pinning this workspace and repository, and every grant names
 principalSet, never the whole pool. Nothing here touches the network or prints the token.
 """
 
-from __future__ import annotations
-
 import re
-import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-from pipe import parsers
+from pipe import gcloud, parsers
+from pipe.config import Config
 from pipe.errors import PipeError
 from pipe.oidc import StepToken
+from pipe.parsers import RESTRICT_VARIABLE, Restriction
 
-if TYPE_CHECKING:  # config imports this module for the SETUP_RESTRICT_TO parser
-    from pipe.config import Config
-
-RESTRICT_VARIABLE = "SETUP_RESTRICT_TO"
-RESTRICT_LEVELS = ("repository", "branch", "deployment")
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 AR_READER = "roles/artifactregistry.reader"
 
@@ -33,26 +26,6 @@ ATTRIBUTE_MAPPING = (
     ("attribute.deployment_environment_uuid", "assertion.deploymentEnvironmentUuid"),
     ("attribute.branch_name", "assertion.branchName"),
 )
-
-
-# --- SETUP_RESTRICT_TO -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Restriction:
-    """The repository is always pinned; branch and deployment environment optionally too."""
-
-    branch: bool = False
-    deployment: bool = False
-
-    def __str__(self) -> str:
-        return ",".join(["repository"] + ["branch"] * self.branch + ["deployment"] * self.deployment)
-
-
-def restriction(name: str, value: str | None) -> Restriction:
-    words = [word.lower() for word in re.split(r"[\s,]+", (value or "").strip()) if word]
-    if any(word not in RESTRICT_LEVELS for word in words):
-        raise parsers.bad(name, value or "", "'repository' (the default), 'branch', 'deployment' or 'branch,deployment'")
-    return Restriction(branch="branch" in words, deployment="deployment" in words)
 
 
 # --- The plan ----------------------------------------------------------------------------------
@@ -192,19 +165,6 @@ def artifact_repository(image: parsers.Image) -> tuple[str, str, str] | None:
 
 # --- gcloud --------------------------------------------------------------------------------------
 
-def _arg(value: str) -> str:
-    """Plain when safe; double quotes read best around CEL's single-quoted strings; shlex otherwise."""
-    if re.fullmatch(r"[\w./:@=,+-]+", value):
-        return value
-    if re.fullmatch(r'[^"$`\\!\n]*', value):
-        return f'"{value}"'
-    return shlex.quote(value)
-
-
-def _command(*lines: str) -> str:
-    return " \\\n  ".join(lines)
-
-
 def to_gcloud(plan: Plan) -> str:
     pv = plan.provider
     where = f"--location=global --project={pv.project_number}"
@@ -214,27 +174,27 @@ def to_gcloud(plan: Plan) -> str:
         f"gcloud services enable {' '.join(plan.apis)} --project={pv.project_number}",
         "# If the pool or provider exists already, run `... update` / `... update-oidc` with the same flags instead.",
         f"gcloud iam workload-identity-pools create {pv.pool_id} {where}",
-        _command(
+        gcloud.command(
             f"gcloud iam workload-identity-pools providers create-oidc {pv.provider_id}",
             f"--workload-identity-pool={pv.pool_id} {where}",
-            f"--issuer-uri={_arg(pv.issuer_uri)}",
-            f"--allowed-audiences={_arg(','.join(pv.allowed_audiences))}",
-            f"--attribute-mapping={_arg(mapping)}",
-            f"--attribute-condition={_arg(pv.attribute_condition)}",
+            f"--issuer-uri={gcloud.arg(pv.issuer_uri)}",
+            f"--allowed-audiences={gcloud.arg(','.join(pv.allowed_audiences))}",
+            f"--attribute-mapping={gcloud.arg(mapping)}",
+            f"--attribute-condition={gcloud.arg(pv.attribute_condition)}",
         ),
     ]
     if plan.service_account:
         sa = plan.service_account
-        out.append(_command(
+        out.append(gcloud.command(
             f"gcloud iam service-accounts add-iam-policy-binding {sa.email}",
-            f"--role={sa.role} --member={_arg(sa.member)}",
+            f"--role={sa.role} --member={gcloud.arg(sa.member)}",
         ))
     if plan.repository_grant:
         g = plan.repository_grant
-        out.append(_command(
+        out.append(gcloud.command(
             f"gcloud artifacts repositories add-iam-policy-binding {g.repository}",
             f"--project={g.project} --location={g.location}",
-            f"--role={g.role} --member={_arg(g.member)}",
+            f"--role={g.role} --member={gcloud.arg(g.member)}",
         ))
     return "\n".join(out)
 

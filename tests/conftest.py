@@ -5,7 +5,7 @@ import os
 import pytest
 
 from tests import harness
-from tests.figures import FIGURES, record
+from tests.figures import ADVERSARIAL_SAFE, ADVERSARIAL_TRIED, FIGURES, record
 
 APP_IMAGE = "127.0.0.1:5000/acme-ci/private/app:1"
 OTHER_IMAGE = "127.0.0.1:5000/acme-ci/secret/tool:1"  # a repository nobody is granted
@@ -27,6 +27,8 @@ def live_stack():
 
 
 def pytest_terminal_summary(terminalreporter):
+    if ADVERSARIAL_TRIED:
+        record("adversarial", f"{len(ADVERSARIAL_TRIED)} probes tried, {len(ADVERSARIAL_SAFE)} safe")
     if FIGURES:
         terminalreporter.section("figures")
         for name, text in FIGURES.items():

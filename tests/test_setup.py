@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pipe import config, credentials, oidc, setup_plan, transport
+from pipe import config, credentials, oidc, parsers, setup_plan, transport
 from pipe.errors import PipeError
 from tests.emulator import Emulator, Issuer, Provider, ServiceAccount, World, repository_resource
 from tests.emulator.world import new_uuid
@@ -68,7 +68,7 @@ def step_token(repository=REPO, **claims) -> oidc.StepToken:
 def plan_for(restrict="repository", env=None, **claims) -> tuple[config.Config, oidc.StepToken, setup_plan.Plan]:
     cfg = config.load(env or variables(), Path.cwd())
     step = step_token(**claims)
-    return cfg, step, setup_plan.build(cfg, step, setup_plan.restriction("SETUP_RESTRICT_TO", restrict))
+    return cfg, step, setup_plan.build(cfg, step, parsers.restriction("SETUP_RESTRICT_TO", restrict))
 
 
 def exchange(emu, step: oidc.StepToken, **overrides) -> credentials.Minted:
@@ -92,12 +92,12 @@ def pull_token(emu, access_token: str, path: str) -> requests.Response:
     ("deployment", False, True), ("branch, deployment", True, True), ("repository,branch", True, False),
 ])
 def test_restriction_values(value, branch, deployment):
-    assert setup_plan.restriction("SETUP_RESTRICT_TO", value) == setup_plan.Restriction(branch, deployment)
+    assert parsers.restriction("SETUP_RESTRICT_TO", value) == parsers.Restriction(branch, deployment)
 
 
 def test_restriction_refuses_unknown_words_in_one_line():
     with pytest.raises(PipeError) as caught:
-        setup_plan.restriction("SETUP_RESTRICT_TO", "everything")
+        parsers.restriction("SETUP_RESTRICT_TO", "everything")
     assert str(caught.value).startswith("SETUP_RESTRICT_TO is 'everything', but it must be 'repository' (the default)")
     assert "\n" not in str(caught.value)
 
@@ -220,7 +220,7 @@ def test_secure_by_default(restrict, sa, image):
     condition = plan.provider.attribute_condition
     assert f"assertion.workspaceUuid == '{ISSUER.workspace_uuid}'" in condition
     assert f"assertion.repositoryUuid == '{REPO}'" in condition
-    output = setup_plan.render(cfg, step, setup_plan.restriction("SETUP_RESTRICT_TO", restrict))
+    output = setup_plan.render(cfg, step, parsers.restriction("SETUP_RESTRICT_TO", restrict))
     assert output.count("--attribute-condition=") == 1 and output.count("attribute_condition ") == 1
     assert not re.search(r"principalSet://\S*/\*|allUsers|allAuthenticatedUsers", output)
     for member in re.findall(r"principalSet://[^\s\"']+", output):
@@ -230,7 +230,7 @@ def test_secure_by_default(restrict, sa, image):
 
 def test_render_has_heading_then_gcloud_then_terraform():
     cfg, step, _ = plan_for("branch")
-    output = setup_plan.render(cfg, step, setup_plan.Restriction(branch=True))
+    output = setup_plan.render(cfg, step, parsers.Restriction(branch=True))
     assert output.index("Admits only:") < output.index("# gcloud") < output.index("# Terraform")
     assert "branch 'main'" in output and "SETUP_RESTRICT_TO: repository,branch" in output
 

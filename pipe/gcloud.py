@@ -1,0 +1,43 @@
+"""The Google Cloud CLI commands the pipe prints (setup, doctor, error explanations), in one place.
+
+Only forms gcloud 528 accepts (the suite runs every printed command through it): pools and providers
+by their full resource name, because gcloud refuses a project number in --project and the pipe only
+knows the number; service accounts by projects/<PROJECT>/serviceAccounts/<EMAIL>, where '-' lets
+Google find the project when neither PROJECT_ID nor the e-mail names it.
+"""
+
+import re
+import shlex
+
+from pipe import parsers
+
+
+def arg(value: str) -> str:
+    """Plain when safe; double quotes read best around CEL's single-quoted strings; shlex otherwise."""
+    if re.fullmatch(r"[\w./:@=,+-]+", value):
+        return value
+    if re.fullmatch(r'[^"$`\\!\n]*', value):
+        return f'"{value}"'
+    return shlex.quote(value)
+
+
+def command(*lines: str) -> str:
+    """One command over several lines, as bash reads it."""
+    return " \\\n  ".join(lines)
+
+
+def pool(verb: str, provider: parsers.Provider, *flags: str) -> str:
+    return " ".join(["gcloud iam workload-identity-pools", verb, provider.pool_name, *flags])
+
+
+def provider(verb: str, provider: parsers.Provider, *flags: str) -> str:
+    return " ".join(["gcloud iam workload-identity-pools providers", verb, provider.name, *flags])
+
+
+def service_account_name(email: str, project_id: str | None = None) -> str:
+    return f"projects/{project_id or parsers.project_of(email) or '-'}/serviceAccounts/{email}"
+
+
+def grant_on_service_account(email: str, role: str, member: str, project_id: str | None = None) -> str:
+    return (f"gcloud iam service-accounts add-iam-policy-binding {service_account_name(email, project_id)} "
+            f"--role={role} --member={arg(member)}")
