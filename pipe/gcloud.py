@@ -26,18 +26,27 @@ def command(*lines: str) -> str:
     return " \\\n  ".join(lines)
 
 
-def pool(verb: str, provider: parsers.Provider, *flags: str) -> str:
+def pool(verb: str, provider, *flags: str) -> str:
+    """`provider` is anything with the pool's full resource name in `pool_name` (parsers.Provider, for one)."""
     return " ".join(["gcloud iam workload-identity-pools", verb, provider.pool_name, *flags])
 
 
-def provider(verb: str, provider: parsers.Provider, *flags: str) -> str:
+def provider(verb: str, provider, *flags: str) -> str:
+    """`provider` is anything with the provider's full resource name in `name`."""
     return " ".join(["gcloud iam workload-identity-pools providers", verb, provider.name, *flags])
 
 
-def service_account_name(email: str, project_id: str | None = None) -> str:
-    return f"projects/{project_id or parsers.project_of(email) or '-'}/serviceAccounts/{email}"
+# Google-managed defaults name their project too: Compute Engine's by number, App Engine's by ID.
+_MANAGED_RE = re.compile(r"(?P<project>[0-9]+)-compute@developer\.gserviceaccount\.com|(?P<app>[a-z][a-z0-9-]+)@appspot\.gserviceaccount\.com")
 
 
-def grant_on_service_account(email: str, role: str, member: str, project_id: str | None = None) -> str:
-    return (f"gcloud iam service-accounts add-iam-policy-binding {service_account_name(email, project_id)} "
-            f"--role={role} --member={arg(member)}")
+def service_account_name(email: str) -> str:
+    """projects/<PROJECT>/serviceAccounts/<EMAIL>: the project from the e-mail, '-' when it names none."""
+    managed = _MANAGED_RE.fullmatch(email)
+    project = parsers.project_of(email) or (managed and (managed["project"] or managed["app"])) or "-"
+    return f"projects/{project}/serviceAccounts/{email}"
+
+
+def grant_on_service_account(email: str, role: str, member: str) -> str:
+    return command(f"gcloud iam service-accounts add-iam-policy-binding {service_account_name(email)}",
+                   f"--role={role} --member={arg(member)}")

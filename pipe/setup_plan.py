@@ -6,6 +6,7 @@ attribute condition pinning this workspace and repository, and every grant names
 principalSet, never the whole pool. Nothing here touches the network or prints the token.
 """
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from pipe.oidc import StepToken
 from pipe.parsers import RESTRICT_VARIABLE, Restriction
 
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
+TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"
 AR_READER = "roles/artifactregistry.reader"
 
 # Every Bitbucket claim worth a condition or an IAM member, under snake_case attribute names.
@@ -45,6 +47,10 @@ class OidcProvider:
         return f"projects/{self.project_number}/locations/global/workloadIdentityPools/{self.pool_id}"
 
     @property
+    def name(self) -> str:
+        return f"{self.pool_name}/providers/{self.provider_id}"
+
+    @property
     def mapping(self) -> dict[str, str]:
         return dict(self.attribute_mapping)
 
@@ -57,8 +63,7 @@ class ServiceAccountBinding:
 
     @property
     def resource(self) -> str:
-        # Terraform wants the account's full name; `-` lets Google find the project from the e-mail.
-        return f"projects/{parsers.project_of(self.email) or '-'}/serviceAccounts/{self.email}"
+        return gcloud.service_account_name(self.email)
 
 
 @dataclass(frozen=True)
@@ -78,7 +83,9 @@ class Plan:
     apis: tuple[str, ...]
     provider: OidcProvider
     member: str  # this repository's principalSet
-    service_account: ServiceAccountBinding | None
+    # The impersonation chain, first hop first: the repository on DELEGATES[0] (or SERVICE_ACCOUNT),
+    # then each account on the next one.
+    service_account_bindings: tuple[ServiceAccountBinding, ...]
     repository_grant: RepositoryGrant | None
     notes: tuple[str, ...] = ()
 
@@ -96,9 +103,9 @@ def build(cfg: Config, step: StepToken, restrict: Restriction) -> Plan:
         attribute_condition=attribute_condition(claims, restrict),
     )
     member = p.repository_member(claims["repositoryUuid"])
-    binding = ServiceAccountBinding(cfg.service_account, WORKLOAD_IDENTITY_USER, member) if cfg.service_account else None
+    bindings = chain_bindings(cfg, member)
     reader = f"serviceAccount:{cfg.service_account}" if cfg.service_account else member
-    apis = ("iam.googleapis.com", "sts.googleapis.com") + (("iamcredentials.googleapis.com",) if binding else ())
+    apis = ("iam.googleapis.com", "sts.googleapis.com") + (("iamcredentials.googleapis.com",) if bindings else ())
     grant, notes = None, []
     target = artifact_repository(cfg.image) if cfg.image else None
     if target:
@@ -110,9 +117,21 @@ def build(cfg: Config, step: StepToken, restrict: Restriction) -> Plan:
         )
     else:
         notes.append(f"No IMAGE is set: grant {reader} the roles this step needs on the resources it uses.")
-    if binding:
-        notes.append(f"{binding.email} must exist already (gcloud iam service-accounts create).")
-    return Plan(restrict, claims["workspaceUuid"], claims["repositoryUuid"], apis, provider, member, binding, grant, tuple(notes))
+    if bindings:
+        accounts = ", ".join(b.email for b in bindings)
+        notes.append(f"These service accounts must exist already (gcloud iam service-accounts create): {accounts}.")
+    return Plan(restrict, claims["workspaceUuid"], claims["repositoryUuid"], apis, provider, member, bindings, grant, tuple(notes))
+
+
+def chain_bindings(cfg: Config, member: str) -> tuple[ServiceAccountBinding, ...]:
+    """What impersonating SERVICE_ACCOUNT through DELEGATES needs: the repository may act as the first
+    account of the chain, and each account may mint tokens for the next (Google checks every hop)."""
+    if not cfg.service_account:
+        return ()
+    chain = [*cfg.delegates, cfg.service_account]
+    first = ServiceAccountBinding(chain[0], WORKLOAD_IDENTITY_USER, member)
+    hops = [ServiceAccountBinding(nxt, TOKEN_CREATOR, f"serviceAccount:{prev}") for prev, nxt in itertools.pairwise(chain)]
+    return (first, *hops)
 
 
 def _claims(step: StepToken, restrict: Restriction) -> dict[str, str]:
@@ -166,29 +185,23 @@ def artifact_repository(image: parsers.Image) -> tuple[str, str, str] | None:
 # --- gcloud --------------------------------------------------------------------------------------
 
 def to_gcloud(plan: Plan) -> str:
+    """gcloud names the pool and provider by their full resource names: it refuses a project number in --project."""
     pv = plan.provider
-    where = f"--location=global --project={pv.project_number}"
     mapping = ",".join(f"{key}={value}" for key, value in pv.attribute_mapping)
     out = [f"# {note}" for note in plan.notes]
     out += [
         f"gcloud services enable {' '.join(plan.apis)} --project={pv.project_number}",
         "# If the pool or provider exists already, run `... update` / `... update-oidc` with the same flags instead.",
-        f"gcloud iam workload-identity-pools create {pv.pool_id} {where}",
+        gcloud.pool("create", pv),
         gcloud.command(
-            f"gcloud iam workload-identity-pools providers create-oidc {pv.provider_id}",
-            f"--workload-identity-pool={pv.pool_id} {where}",
+            gcloud.provider("create-oidc", pv),
             f"--issuer-uri={gcloud.arg(pv.issuer_uri)}",
             f"--allowed-audiences={gcloud.arg(','.join(pv.allowed_audiences))}",
             f"--attribute-mapping={gcloud.arg(mapping)}",
             f"--attribute-condition={gcloud.arg(pv.attribute_condition)}",
         ),
     ]
-    if plan.service_account:
-        sa = plan.service_account
-        out.append(gcloud.command(
-            f"gcloud iam service-accounts add-iam-policy-binding {sa.email}",
-            f"--role={sa.role} --member={gcloud.arg(sa.member)}",
-        ))
+    out += [gcloud.grant_on_service_account(b.email, b.role, b.member) for b in plan.service_account_bindings]
     if plan.repository_grant:
         g = plan.repository_grant
         out.append(gcloud.command(
@@ -251,9 +264,8 @@ def to_terraform(plan: Plan) -> str:
         )],
         "}",
     ))
-    if plan.service_account:
-        sa = plan.service_account
-        blocks.append(_resource("google_service_account_iam_member", "bitbucket_repository", *_attrs(
+    for hop, sa in enumerate(plan.service_account_bindings):
+        blocks.append(_resource("google_service_account_iam_member", "bitbucket_repository" if hop == 0 else f"chain_{hop}", *_attrs(
             ("service_account_id", hcl_string(sa.resource)),
             ("role", hcl_string(sa.role)),
             ("member", hcl_string(sa.member)),
@@ -286,7 +298,9 @@ def _admits(plan: Plan, step: StepToken) -> str:
 def _next_step(cfg: Config) -> str:
     variables = f"WORKLOAD_IDENTITY_PROVIDER: {cfg.provider.name}"
     if cfg.service_account:
-        variables += f" and SERVICE_ACCOUNT: {cfg.service_account}"
+        variables += f", SERVICE_ACCOUNT: {cfg.service_account}"
+    if cfg.delegates:
+        variables += f", DELEGATES: [{', '.join(cfg.delegates)}]"
     return f"Then keep {variables}, remove ACTION: setup, and run the pipe (ACTION: doctor checks every stage)."
 
 

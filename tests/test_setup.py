@@ -37,9 +37,12 @@ def plan_to_world(plan: setup_plan.Plan, issuer: Issuer) -> World:
         attribute_condition=pv.attribute_condition,
     )
     world = World(issuers=[issuer], providers=[provider])
-    if plan.service_account:
-        binding = plan.service_account
-        world.service_accounts.append(ServiceAccount(binding.email, pv.project_number).grant(binding.role, binding.member))
+    for binding in plan.service_account_bindings:
+        account = world.service_account(binding.email)
+        if account is None:
+            account = ServiceAccount(binding.email, pv.project_number)
+            world.service_accounts.append(account)
+        account.grant(binding.role, binding.member)
     if plan.repository_grant:
         grant = plan.repository_grant
         world.grant_repository(repository_resource(grant.project, grant.location, grant.repository), grant.role, grant.member)
@@ -121,7 +124,7 @@ def test_plan_from_claims_and_variables():
     )
     member = f"principalSet://iam.googleapis.com/{pv.pool_name}/attribute.repository_uuid/{REPO}"
     assert plan.member == member
-    assert plan.service_account == setup_plan.ServiceAccountBinding(SA, "roles/iam.workloadIdentityUser", member)
+    assert plan.service_account_bindings == (setup_plan.ServiceAccountBinding(SA, "roles/iam.workloadIdentityUser", member),)
     assert plan.repository_grant == setup_plan.RepositoryGrant(
         "acme-ci", "us", "private", "roles/artifactregistry.reader", f"serviceAccount:{SA}"
     )
@@ -130,7 +133,7 @@ def test_plan_from_claims_and_variables():
 
 def test_direct_federation_grants_the_repository_principal_set():
     _, _, plan = plan_for(env=variables(SERVICE_ACCOUNT=None))
-    assert plan.service_account is None
+    assert plan.service_account_bindings == ()
     assert plan.repository_grant.member == plan.member
     assert "iamcredentials.googleapis.com" not in plan.apis
 
@@ -192,9 +195,10 @@ def test_gcloud_and_terraform_render_the_same_plan():
     assert provider["attribute-condition"] == pv.attribute_condition
     assert provider["issuer-uri"] == pv.issuer_uri and provider["allowed-audiences"] == pv.allowed_audiences[0]
     assert dict(pair.split("=", 1) for pair in provider["attribute-mapping"].split(",")) == pv.mapping
-    assert provider["project"] == "123456789012" and provider["workload-identity-pool"] == "bitbucket"
-    binding = flags(next(c for c in commands if "service-accounts" in c))
-    assert binding == {"role": "roles/iam.workloadIdentityUser", "member": plan.member}
+    assert f"{pv.pool_name}/providers/acme" in next(c for c in commands if "create-oidc" in c)
+    binding = next(c for c in commands if "service-accounts" in c)
+    assert f"projects/acme-ci/serviceAccounts/{SA}" in binding
+    assert flags(binding) == {"role": "roles/iam.workloadIdentityUser", "member": plan.member}
     reader = flags(next(c for c in commands if "artifacts" in c))
     assert reader == {"project": "acme-ci", "location": "us", "role": "roles/artifactregistry.reader", "member": f"serviceAccount:{SA}"}
 
@@ -298,3 +302,36 @@ def test_repository_restriction_admits_any_branch_and_environment(emu):
     _, _, plan = plan_for()
     emu.world = plan_to_world(plan, ISSUER)
     assert exchange(emu, step_token(branch="feature/x", deployment_environment_uuid=ENVIRONMENT)).access_token
+
+
+# ---------------------------------------------------------------- DELEGATES: the whole chain, and nothing wider
+
+HOPS = ("ci-broker@shared-proj.iam.gserviceaccount.com", "deploy-hop@acme-ci.iam.gserviceaccount.com")
+
+
+def test_delegates_plan_grants_every_hop_of_the_chain():
+    _, _, plan = plan_for(env=variables(DELEGATES=",".join(HOPS)))
+    assert [(b.email, b.role, b.member) for b in plan.service_account_bindings] == [
+        (HOPS[0], "roles/iam.workloadIdentityUser", plan.member),
+        (HOPS[1], "roles/iam.serviceAccountTokenCreator", f"serviceAccount:{HOPS[0]}"),
+        (SA, "roles/iam.serviceAccountTokenCreator", f"serviceAccount:{HOPS[1]}"),
+    ]
+    gcloud = [c for c in gcloud_commands(setup_plan.to_gcloud(plan)) if "service-accounts" in c]
+    terraform = setup_plan.to_terraform(plan).split('resource "google_service_account_iam_member"')[1:]
+    assert len(gcloud) == len(terraform) == 3
+    for binding, command, block in zip(plan.service_account_bindings, gcloud, terraform, strict=True):
+        assert command[4] == binding.resource == hcl_value(block, "service_account_id")
+        assert flags(command) == {"role": binding.role, "member": binding.member}
+        assert (hcl_value(block, "role"), hcl_value(block, "member")) == (binding.role, binding.member)
+
+
+def test_delegates_plan_admits_the_chain_and_only_the_chain(emu):
+    _, step, plan = plan_for(env=variables(DELEGATES=",".join(HOPS)))
+    emu.world = plan_to_world(plan, ISSUER)
+    chained = exchange(emu, step, DELEGATES=",".join(HOPS))
+    assert chained.principal == f"serviceAccount:{SA}"
+    assert emu.token_info(chained.access_token).principal.email == SA
+    emu.reset_log()
+    with pytest.raises(PipeError):
+        exchange(emu, step)  # the repository itself may not act as SERVICE_ACCOUNT: only through the chain
+    assert [(r.route, r.status) for r in emu.requests] == [("sts", 200), ("iam", 403)]

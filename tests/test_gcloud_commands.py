@@ -1,0 +1,79 @@
+"""Every gcloud command that ACTION setup prints, and every one in the README, is accepted by the real gcloud.
+
+Each runs with a throwaway configuration and no account: a command gcloud accepts stops at "no active
+account" after parsing and validating its arguments; a parse or validation error fails the test.
+"""
+
+import itertools
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from pipe import config, oidc, parsers, setup_plan
+from tests.emulator import Issuer
+from tests.figures import record
+from tests.google_tools import GCLOUD, gcloud_verdict, report_missing
+
+ROOT = Path(__file__).resolve().parent.parent
+PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"
+ISSUER = Issuer("acme")
+ENVIRONMENT = "{5b0e3c1e-8d2a-4f7e-9a41-2c6d9b1f0e22}"
+VARIATIONS = {
+    "SETUP_RESTRICT_TO": ["repository", "branch", "deployment", "branch,deployment"],
+    "SERVICE_ACCOUNT": [None, "image-puller@acme-ci.iam.gserviceaccount.com", "123456789012-compute@developer.gserviceaccount.com"],
+    "DELEGATES": [None, "ci-broker@shared-proj.iam.gserviceaccount.com,deploy-hop@acme-ci.iam.gserviceaccount.com"],
+    "IMAGE": [None, "europe-west2-docker.pkg.dev/acme-ci/private/app:1", "gcr.io/acme-ci/app:1", "eu.gcr.io/acme-ci/app@sha256:" + "a" * 64],
+}
+
+
+def setup_outputs():
+    step = oidc.read({"BITBUCKET_STEP_OIDC_TOKEN": ISSUER.mint("{0d6c1f43-6f39-4a35-9d1b-3b2f8c9e7a10}", branch="release/it's \"1\"",
+                                                                deployment_environment_uuid=ENVIRONMENT)})
+    for values in itertools.product(*VARIATIONS.values()):
+        env = {"WORKLOAD_IDENTITY_PROVIDER": PROVIDER, **{k: v for k, v in zip(VARIATIONS, values, strict=True) if v}}
+        if env.get("DELEGATES") and not env.get("SERVICE_ACCOUNT"):
+            continue  # refused by config: delegates need a service account
+        cfg = config.load(env, Path.cwd())
+        yield setup_plan.render(cfg, step, parsers.restriction("SETUP_RESTRICT_TO", env["SETUP_RESTRICT_TO"]))
+
+
+def commands_in(text: str) -> list[str]:
+    """The gcloud commands of a shell block, continuation lines joined as bash joins them."""
+    joined = re.sub(r"\\\n\s*", " ", text)
+    return [line.strip() for line in joined.splitlines() if line.strip().startswith("gcloud ")]
+
+
+def readme_commands() -> list[str]:
+    blocks = re.findall(r"```(?:sh|bash)\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [c for block in blocks for c in commands_in(block)]
+
+
+def all_commands() -> list[str]:
+    found = {c for output in setup_outputs() for c in commands_in(output.split("# Terraform")[0])}
+    return sorted(found | set(readme_commands()))
+
+
+COMMANDS = all_commands()
+
+
+def test_setup_prints_the_commands_this_test_runs():
+    for prefix in ("gcloud services enable", "gcloud iam workload-identity-pools create",
+                   "gcloud iam workload-identity-pools providers create-oidc", "gcloud iam service-accounts add-iam-policy-binding",
+                   "gcloud artifacts repositories add-iam-policy-binding"):
+        assert any(c.startswith(prefix) for c in COMMANDS), prefix
+    assert any("serviceAccountTokenCreator" in c for c in COMMANDS), "the DELEGATES chain grants must be among them"
+
+
+@pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed")
+def test_gcloud_accepts_every_command():
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        verdicts = dict(zip(COMMANDS, pool.map(gcloud_verdict, COMMANDS), strict=True))
+    refused = {command: stderr.splitlines()[0] for command, (ok, stderr) in verdicts.items() if not ok}
+    record("gcloud commands", f"{len(COMMANDS)} printed by setup or shown in the README run through gcloud, {len(COMMANDS) - len(refused)} accepted")
+    assert not refused, refused
+
+
+def test_missing_google_tools_are_reported():
+    report_missing()  # one loud figures line when gcloud or node is absent, so skipped tests never look passed
