@@ -106,7 +106,7 @@ def run_times(live, world, clone, image: str, key: str) -> dict:
     variables = {
         "WORKLOAD_IDENTITY_PROVIDER": world.labels["provider"], "SERVICE_ACCOUNT": world.labels["service_account"],
         "STS_ENDPOINT": live.emulator.url, "IAM_CREDENTIALS_ENDPOINT": live.emulator.url,
-        "REGISTRIES": harness.stack.REGISTRY, "IMAGE": image, "SCRIPT": "true",
+        "REGISTRIES": f"{harness.stack.REGISTRY},127.0.0.1:{harness.stack.EMULATOR_PORT}", "IMAGE": image, "SCRIPT": "true",
     }
     member = world.providers[0].principal_set("repository_uuid", world.labels["repository_uuid"])
     world.grant_repository(world.labels["repository"], AR_READER, member)
@@ -162,7 +162,7 @@ def imports_and_memory(live, world, clone) -> dict:
     variables = {
         "WORKLOAD_IDENTITY_PROVIDER": world.labels["provider"], "SERVICE_ACCOUNT": world.labels["service_account"],
         "STS_ENDPOINT": live.emulator.url, "IAM_CREDENTIALS_ENDPOINT": live.emulator.url,
-        "REGISTRIES": harness.stack.REGISTRY, "IMAGE": IMAGE,
+        "REGISTRIES": f"{harness.stack.REGISTRY},127.0.0.1:{harness.stack.EMULATOR_PORT}", "IMAGE": IMAGE,
     }
     rss = {}
     for action, extra in (("auth", {"IMAGE": ""}), ("run", {"SCRIPT": "true"})):

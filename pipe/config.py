@@ -17,6 +17,7 @@ VARIABLES = {
     "SCRIPT": "string",
     "COMMAND": "list",
     "ENV": "list",
+    "NETWORK": "string",
     "ACTION": "string",
     "SETUP_RESTRICT_TO": "string",
     "REGISTRIES": "list",
@@ -41,7 +42,7 @@ VARIABLES = {
 }
 
 # Read straight from the environment (Bitbucket sets them), never declared as pipe variables.
-CONTEXT = ("BITBUCKET_STEP_OIDC_TOKEN", "BITBUCKET_CLONE_DIR", "BITBUCKET_PIPE_STORAGE_DIR")
+CONTEXT = ("BITBUCKET_STEP_OIDC_TOKEN", "BITBUCKET_CLONE_DIR", "BITBUCKET_PIPE_STORAGE_DIR", "BITBUCKET_DOCKER_HOST_INTERNAL")
 
 ACTIONS = ("auth", "pull", "run", "setup", "doctor")
 DIAGNOSTIC_ACTIONS = ("setup", "doctor")  # read-only: they ignore SCRIPT/COMMAND rather than refuse them
@@ -99,6 +100,8 @@ class Config:
     retry_attempts: int = 5
     retry_max_time: int = 120
     request_timeout: int = 30
+    network: str | None = None  # None: the daemon's default network
+    docker_host_internal: str | None = None  # what host.docker.internal means for the run container
     restrict_to: parsers.Restriction = parsers.Restriction()
 
     @property
@@ -186,6 +189,8 @@ def load(env: dict, cwd: Path) -> Config:
         retry_attempts=_int(env, "RETRY_MAX_ATTEMPTS", 5, 1, 10),
         retry_max_time=parsers.seconds("RETRY_MAX_TIME", _text(env, "RETRY_MAX_TIME") or "120s", 1, 3600),
         request_timeout=parsers.seconds("REQUEST_TIMEOUT", _text(env, "REQUEST_TIMEOUT") or "30s", 1, 600),
+        network=parsers.network("NETWORK", network) if (network := _text(env, "NETWORK")) else None,
+        docker_host_internal=parsers.ip_address("BITBUCKET_DOCKER_HOST_INTERNAL", host) if (host := _text(env, "BITBUCKET_DOCKER_HOST_INTERNAL")) else None,
         restrict_to=parsers.restriction("SETUP_RESTRICT_TO", _text(env, "SETUP_RESTRICT_TO")),
     )
 

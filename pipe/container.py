@@ -134,6 +134,8 @@ def run(
     workdir: Path,
     clone_dir: Path,
     mounts: dict | None = None,
+    network: str | None = None,
+    docker_host_internal: str | None = None,
     on_create=lambda container: None,
 ) -> int:
     """Run the image with the clone dir mounted at the same path; stream its output; return its exit code."""
@@ -145,16 +147,8 @@ def run(
         options = {"command": command}
     volumes = {str(clone_dir): {"bind": str(clone_dir), "mode": "rw"}, **(mounts or {})}
     check_binds(volumes, clone_dir)
-    # Only HostConfig.Binds: the docker service rejects `mounts=`, `privileged` and `security_opt`.
-    container = client.containers.create(
-        image.reference,
-        working_dir=str(workdir),
-        volumes=volumes,
-        environment=environment,
-        network_mode="host",  # the step's services answer on localhost, as in the step itself
-        labels={"pipe.google-cloud-keyless": "run"},
-        **options,
-    )
+    container = _create(client, image, network, docker_host_internal, working_dir=str(workdir), volumes=volumes,
+                        environment=environment, labels={"pipe.google-cloud-keyless": "run"}, **options)
     on_create(container)
     try:
         stream = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
@@ -177,6 +171,30 @@ def run(
         return status
     finally:
         remove(container)
+
+
+def _create(client: docker.DockerClient, image: Image, network: str | None, docker_host_internal: str | None, **options):
+    """Only HostConfig.Binds (the docker service rejects `mounts=`, `privileged` and `security_opt`), and no host
+    networking unless NETWORK asks for it: a docker service with user namespaces, like Bitbucket's, refuses it.
+    Containers started in a step reach its services at host.docker.internal, as Bitbucket documents."""
+    if network:
+        options["network_mode"] = network
+    if docker_host_internal and network not in ("host", "none"):
+        options["extra_hosts"] = {"host.docker.internal": docker_host_internal}
+    try:
+        return client.containers.create(image.reference, **options)
+    except docker_errors.APIError as error:
+        raise PipeError(_refusal(str(error.explanation or error), network)) from None
+
+
+def _refusal(explanation: str, network: str | None) -> str:
+    explanation = redact.redact(explanation)
+    if "user namespaces are enabled" in explanation:
+        return (f"The docker service refused NETWORK: {network} ({explanation}): it runs with user namespaces, as "
+                "Bitbucket's does; remove NETWORK and reach the step's services at host.docker.internal:<port>.")
+    if network and re.search(r"network \S+ not found", explanation):
+        return f"NETWORK is '{network}', but the docker service has no such network: create it first, or remove NETWORK."
+    return f"The docker service refused to create the run container: {explanation}"
 
 
 def _oom_killed(container) -> bool:

@@ -8,20 +8,18 @@ stage whose prerequisite failed is shown as skipped (–). Fixes come from pipe.
 
 import base64
 import json
-import re
 import time
 from dataclasses import dataclass, replace
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from google.auth import exceptions
 
-from pipe import credentials, diagnose, oidc, parsers, redact, registry
+from pipe import credentials, diagnose, oidc, redact, registry
 from pipe.config import Config
 from pipe.errors import PipeError
 from pipe.oidc import StepToken
 
 SUBJECT_LIMIT = 127  # bytes Google allows per mapped attribute (google.subject=assertion.sub)
-_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -140,10 +138,15 @@ def check_registry_pull(run: _Run) -> Check:
         return _skip(name, "an allowed registry")
     if run.minted is None:
         return _skip(name, "a Google access token")
+    scope = f"repository:{image.path}:pull"
     try:
-        scope = f"repository:{image.path}:pull"
-        realm, service = _challenge(run, image.host)
-        _pull_token(run, realm, service, scope)
+        token_service = registry.check_token_service(image.host, run.cfg.registries, run.transport)
+        if token_service.realm is None:
+            raise PipeError(
+                f"{registry.registry_url(image.host)} answered without a Bearer token challenge: "
+                "IMAGE must be on a registry that takes Google access tokens (Artifact Registry)."
+            )
+        _pull_token(run, token_service.realm, token_service.service, scope)
     except PipeError as error:
         return Check(name, False, error.message)
     return Check(name, True, f"{run.minted.principal} may pull {image.repository} ({scope})")
@@ -154,27 +157,6 @@ def _get(run: _Run, url: str, headers: dict | None = None):
         return run.transport(url, method="GET", headers=headers or {})
     except exceptions.TransportError as error:
         raise PipeError(f"Could not reach {url.split('?')[0]} ({redact.redact(str(error))}): check the step's network access.") from None
-
-
-def _challenge(run: _Run, host: str) -> tuple[str, str | None]:
-    """The registry's `WWW-Authenticate: Bearer realm=...,service=...`, read from an anonymous GET /v2/."""
-    scheme = "http" if parsers.is_loopback(urlsplit(f"//{host}").hostname) else "https"
-    response = _get(run, f"{scheme}://{host}/v2/")
-    header = response.headers.get("WWW-Authenticate") or ""
-    params = dict(_CHALLENGE_PARAM.findall(header))
-    if response.status != 401 or not header.lower().startswith("bearer") or "realm" not in params:
-        raise PipeError(
-            f"{scheme}://{host}/v2/ answered HTTP {response.status} without a Bearer token challenge: "
-            "IMAGE must be on a registry that takes Google access tokens (Artifact Registry)."
-        )
-    realm = urlsplit(params["realm"])
-    # The token goes to the realm, so the realm must be a host the token may go to.
-    if not parsers.may_carry_tokens(realm.scheme, realm.hostname) or not (registry.is_google(realm.netloc) or realm.netloc in run.cfg.registries):
-        raise PipeError(
-            f"{host} sends clients to the token service {params['realm']}, which may not receive Google access tokens: "
-            f"add '{realm.netloc}' to REGISTRIES only if you trust it (https, or http on localhost)."
-        )
-    return params["realm"], params.get("service")
 
 
 def _pull_token(run: _Run, realm: str, service: str | None, scope: str) -> None:

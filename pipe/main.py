@@ -64,14 +64,18 @@ class KeylessPipe(Pipe):
             client = container.connect()  # fail on a missing `services: [docker]` before minting anything
 
         http = _transport(cfg)
-        minted = self._authenticate(cfg, step, http)
-        if cfg.action == "auth":
-            return 0
-        container.pull(client, cfg.image, registry.auth_config(minted.access_token), minted.principal, http.policy)
-        self.success(f"Pulled {cfg.image.reference}.")
-        if cfg.action == "pull":
-            return 0
-        return self._run_image(cfg, step, client)
+        for host in _registries_receiving_tokens(cfg):  # the daemon sends credentials where each registry says
+            registry.check_token_service(host, cfg.registries, http)
+        minted, id_token = self._authenticate(cfg, step, http)
+        if cfg.action in ("pull", "run"):
+            container.pull(client, cfg.image, registry.auth_config(minted.access_token), minted.principal, http.policy)
+            self.success(f"Pulled {cfg.image.reference}.")
+        if cfg.action == "run":
+            self._run_image(cfg, step, client)
+        # Only now: files written earlier would sit in the clone the run container mounts.
+        if cfg.export_credentials:
+            self._export(cfg, step, minted, id_token)
+        return 0
 
     def _authenticate(self, cfg, step, http):
         from pipe import credentials  # google-auth: only once the input is valid
@@ -82,9 +86,7 @@ class KeylessPipe(Pipe):
         id_token = credentials.id_token(cfg, step, http) if cfg.id_token_audience else None
         if id_token:
             self.success(f"Minted an ID token for audience {cfg.id_token_audience}.")
-        if cfg.export_credentials:
-            self._export(cfg, step, minted, id_token)
-        return minted
+        return minted, id_token
 
     def _run_image(self, cfg, step, client) -> int:
         from pipe import container
@@ -105,6 +107,7 @@ class KeylessPipe(Pipe):
             status = container.run(
                 client, cfg.image, script=cfg.script, command=cfg.command, environment=environment,
                 workdir=cfg.workdir, clone_dir=cfg.clone_dir, mounts=mounts,
+                network=cfg.network, docker_host_internal=cfg.docker_host_internal,
             )
         finally:
             if shared:
@@ -112,7 +115,6 @@ class KeylessPipe(Pipe):
         if status != 0:
             raise PipeError(f"The script in {cfg.image.reference} exited with code {status}.", exit_code=status)
         self.success(f"The script in {cfg.image.reference} succeeded.")
-        return 0
 
     def _doctor(self, cfg) -> int:
         from pipe import doctor
@@ -139,6 +141,15 @@ def _transport(cfg: config.Config):
     headers = {"X-Goog-Request-Reason": cfg.request_reason} if cfg.request_reason else {}
     policy = transport.RetryPolicy(attempts=cfg.retry_attempts, budget=cfg.retry_max_time, timeout=cfg.request_timeout)
     return transport.Transport(policy, headers=headers)
+
+
+def _registries_receiving_tokens(cfg: config.Config) -> list[str]:
+    """Registries whose token service is checked before a token goes to a daemon: IMAGE's for pull and run;
+    for an export's docker config also every REGISTRIES host (the default hosts there are Google's own)."""
+    hosts = [cfg.image.host] if cfg.image and (cfg.action in ("pull", "run") or cfg.export_credentials) else []
+    if cfg.export_credentials:
+        hosts += [host for host in cfg.registries if host not in hosts]
+    return hosts
 
 
 def _lifetime(step: oidc.StepToken) -> str:

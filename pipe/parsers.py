@@ -4,6 +4,7 @@ Every rule names the variable, the value (unless it is secret) and the expected 
 bad value is one line the user can act on. No parser raises anything but PipeError.
 """
 
+import ipaddress
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -336,6 +337,25 @@ def env_entry(name: str, item: str, environ: dict) -> tuple[str, str]:
             f"or add {key}: ${key} to the pipe's variables."
         )
     return key, environ[key]
+
+
+_NETWORK_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")  # Docker's network names
+
+
+def network(name: str, value: str) -> str:
+    """host, none, bridge, or a user-defined network's name."""
+    text = value.strip()
+    if _NETWORK_RE.fullmatch(text):
+        return text
+    raise bad(name, value, "host, none, or the name of a Docker network such as my-services")
+
+
+def ip_address(name: str, value: str) -> str:
+    text = value.strip()
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        raise bad(name, value, "an IP address such as 10.39.202.217") from None
 
 
 # --- Durations -------------------------------------------------------------------------------

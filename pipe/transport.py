@@ -16,6 +16,9 @@ import requests
 from google.auth import exceptions
 from google.auth.transport import requests as google_requests
 
+from pipe import urls
+from pipe.errors import PipeError
+
 log = logging.getLogger("pipe")
 
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
@@ -52,6 +55,26 @@ def describe(url: str) -> str:
     return url.split("?")[0]
 
 
+def _setting(url: str) -> str:
+    """The variable that chose this URL, for the redirect refusal."""
+    if url.endswith("/v1/token"):
+        return "STS_ENDPOINT"
+    if ":generate" in url:
+        return "IAM_CREDENTIALS_ENDPOINT"
+    return "IMAGE or REGISTRIES"
+
+
+def refuse_redirect(url: str, response) -> None:
+    """Google's endpoints never redirect these calls; following one would re-send the token (and the step
+    token in a re-POSTed STS form) to wherever the Location header points, past every host check."""
+    location = urls.parse(response.headers.get("Location") or "")
+    target = location.netloc if location else "an address the pipe will not read"
+    raise PipeError(
+        f"{describe(url)} answered with a redirect (HTTP {response.status}) to {target}: the pipe never follows "
+        f"redirects with a token; set {_setting(url)} to the final address if you trust it."
+    )
+
+
 class Transport(google_requests.Request):
     def __init__(self, policy: RetryPolicy | None = None, headers: dict | None = None, sleep=time.sleep,
                  clock=time.monotonic):
@@ -71,7 +94,8 @@ class Transport(google_requests.Request):
             # Never wait on one request past the budget; the 0.1 s floor keeps the last try meaningful.
             request_timeout = max(0.1, min(policy.timeout, deadline - self.clock()))
             try:
-                response = super().__call__(url, method=method, body=body, headers=headers, timeout=request_timeout, **kwargs)
+                response = super().__call__(url, method=method, body=body, headers=headers, timeout=request_timeout,
+                                            allow_redirects=False, **kwargs)
             except exceptions.TransportError as caught:
                 cause = caught.__cause__
                 if not isinstance(cause, _TRANSIENT) or isinstance(cause, _PERMANENT):
@@ -80,6 +104,8 @@ class Transport(google_requests.Request):
                 problem = "timed out" if isinstance(cause, requests.exceptions.Timeout) else "connection failed"
                 problem = f"{problem} ({type(cause).__name__})"
             else:
+                if 300 <= response.status < 400:
+                    refuse_redirect(url, response)
                 if response.status not in RETRYABLE_STATUS:
                     return response
                 problem, retry_after = f"HTTP {response.status}", response.headers.get("Retry-After")

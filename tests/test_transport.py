@@ -194,3 +194,146 @@ def test_backoff_is_capped_full_jitter_and_odd_retry_after_is_ignored():
     assert policy.delay(1, " 2 ") == 2 and policy.delay(1, "60") == 4
     for odd in ("²", "-1", "1.5", "Wed, 21 Oct 2015 07:28:00 GMT", ""):
         assert 0 <= policy.delay(1, odd) <= 0.5
+
+
+# ---------------------------------------------------------------- redirects: never followed with a token
+
+class _Recorder:
+    """A loopback HTTP server that answers every request with one fixed reply and remembers what it got."""
+
+    def __init__(self, status: int, headers: dict | None = None):
+        import http.server
+        import threading
+
+        self.received: list[tuple[str, str, bytes]] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                recorder.received.append((self.command, self.path, body))
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recorder():
+    target = _Recorder(200)
+    yield target
+    target.close()
+
+
+def _pipe_config(world, **variables):
+    from pathlib import Path
+
+    from pipe import config
+
+    return config.load({"WORKLOAD_IDENTITY_PROVIDER": world.labels["provider"], **variables}, Path("/tmp"))
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+@pytest.mark.parametrize("stage", ["sts", "iam"])
+def test_a_redirect_never_carries_a_token_anywhere(emu, recorder, fake, status, stage):
+    """An allowed endpoint answering a redirect: nothing reaches the Location host, and the pipe says why in one line."""
+    from pipe import credentials, oidc
+    from pipe.errors import PipeError
+    from tests.figures import probe
+
+    redirecting = _Recorder(status, {"Location": f"{recorder.url}/v1/token"})
+    try:
+        with probe(f"{stage} endpoint redirects ({status})"):
+            sts, iam = (redirecting.url, emu.url) if stage == "sts" else (emu.url, redirecting.url)
+            world = emu.world
+            cfg = _pipe_config(world, STS_ENDPOINT=sts, IAM_CREDENTIALS_ENDPOINT=iam, SERVICE_ACCOUNT=world.labels["service_account"])
+            step = oidc.read({"BITBUCKET_STEP_OIDC_TOKEN": world.issuer().mint(world.labels["repository_uuid"])})
+            with pytest.raises(PipeError) as refused:
+                credentials.mint(cfg, step, transport(fake))
+            assert recorder.received == [], "the redirect was followed"
+            assert len(redirecting.received) == 1
+            assert f"redirect (HTTP {status}) to 127.0.0.1:{recorder.url.rsplit(':', 1)[1]}" in refused.value.message
+            assert ("STS_ENDPOINT" if stage == "sts" else "IAM_CREDENTIALS_ENDPOINT") in refused.value.message
+            assert "\n" not in refused.value.message
+    finally:
+        redirecting.close()
+
+
+def test_the_registry_challenge_check_refuses_a_redirect(recorder, fake):
+    from pipe import registry
+    from pipe.errors import PipeError
+    from tests.figures import probe
+
+    redirecting = _Recorder(307, {"Location": f"{recorder.url}/v2/"})
+    host = redirecting.url.removeprefix("http://")
+    try:
+        with probe("registry /v2/ redirects"):
+            with pytest.raises(PipeError, match="redirect"):
+                registry.check_token_service(host, (host,), transport(fake))
+            assert recorder.received == []
+    finally:
+        redirecting.close()
+
+
+@pytest.mark.parametrize("realm, also_allowed, allowed", [
+    ("http://127.0.0.1:{port}/v2/token", (), True),  # the registry's own host
+    ("https://evil.example/token", ("evil.example",), True),  # a token service the user listed
+    ("http://127.0.0.1:1/token", (), False),  # another port is another host
+    ("https://evil.example/token", (), False),
+    ("http://evil.example/token", ("evil.example",), False),  # plain http off loopback: never, whatever REGISTRIES says
+    ("https://localhost\\.pkg.dev/token", (), False),  # read as localhost by some clients, as a Google host by others
+    ("https://us-docker.pkg.dev@127.0.0.1/token", (), False),  # userinfo
+    ("", (), False),
+])
+def test_the_registry_token_service_must_be_allowed(fake, realm, also_allowed, allowed):
+    from pipe import registry
+    from pipe.errors import PipeError
+    from tests.figures import probe
+
+    challenge = _Recorder(401, {"WWW-Authenticate": ""})
+    host = challenge.url.removeprefix("http://")
+    port = host.rsplit(":", 1)[1]
+    try:
+        with probe(f"token service {realm or '(empty)'}"):
+            challenge.server.RequestHandlerClass = _challenge_handler(f'Bearer realm="{realm.format(port=port)}",service="{host}"')
+            if allowed:
+                found = registry.check_token_service(host, (host, *also_allowed), transport(fake))
+                assert found.realm == realm.format(port=port) and found.service == host
+            else:
+                with pytest.raises(PipeError) as refused:
+                    registry.check_token_service(host, (host, *also_allowed), transport(fake))
+                assert refused.value.message.startswith(f"{host} sends registry credentials to the token service")
+                assert "\n" not in refused.value.message
+    finally:
+        challenge.close()
+
+
+def _challenge_handler(header: str):
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", header)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    return Handler
