@@ -7,19 +7,23 @@ Wall times are medians of interleaved runs, so drift on the machine hits both si
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import zlib
 from pathlib import Path
 
+from bench import chart
 from tests import harness
 from tests.emulator import AR_READER, typical_world
+from tests.google_tools import GCLOUD, gcloud
 
 RUNS = int(os.environ.get("BENCH_RUNS", "11"))
 IMAGE = "127.0.0.1:5000/acme-ci/private/app:1"  # busybox, ~1 MB: the pipe's fixed cost shows in full
 BUILDER = "127.0.0.1:5000/acme-ci/private/builder:1"  # + a 150 MB layer of its own: a typical CI tool image
 BUILDER_LAYER_MB = 150
+ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 MIB = 1024 * 1024
 # Docker Hub is unreachable here, so the production base (python:3.11-slim) cannot be measured: this is its
@@ -87,19 +91,72 @@ def sizes(live) -> dict:
 
 
 def auth_times(live, world, clone) -> dict:
+    """Four ways to get the same service-account token, interleaved: the pipe in its container (what a step runs),
+    the stdlib floor on the same base, the pipe natively, and the workaround it replaces: a step running
+    `gcloud auth login --cred-file` + `gcloud auth print-access-token` (natively, so gcloud's image pull is not counted)."""
     variables = {
         "WORKLOAD_IDENTITY_PROVIDER": world.labels["provider"], "SERVICE_ACCOUNT": world.labels["service_account"],
         "STS_ENDPOINT": live.emulator.url, "IAM_CREDENTIALS_ENDPOINT": live.emulator.url,
     }
     floor_script = (Path(__file__).parent / "floor_auth.py").read_text()
-    pipe_times, floor_times = [], []
+    times: dict[str, list[float]] = {"pipe": [], "floor": [], "native": [], "gcloud": []}
+
+    def container(image, extra, token):
+        return checked(timed(live.dc, image, **extra, **live.bitbucket_run(clone, variables, token)), image)
+
+    sides = {
+        "pipe": lambda token: container(live.pipe_image, {}, token),
+        "floor": lambda token: container(harness.stack.BASE_IMAGE, {"command": ["python3", "-c", floor_script]}, token),
+        "native": lambda token: pipe_natively(variables, token, clone),
+    }
+    if GCLOUD:
+        sides["gcloud"] = lambda token: gcloud_workaround(live, world, token)
     for i in range(RUNS):
-        options = live.bitbucket_run(clone, variables, world.issuer().mint(world.labels["repository_uuid"]))
-        sides = [(live.pipe_image, {}, pipe_times), (harness.stack.BASE_IMAGE, {"command": ["python3", "-c", floor_script]}, floor_times)]
-        for image, extra, into in sides[:: 1 if i % 2 == 0 else -1]:
-            into.append(checked(timed(live.dc, image, **extra, **options), image))
-    pipe_s, floor_s = statistics.median(pipe_times), statistics.median(floor_times)
-    return {"auth_pipe_s": pipe_s, "auth_floor_s": floor_s, "auth_ratio": pipe_s / floor_s}
+        order = list(sides)[i % len(sides):] + list(sides)[:i % len(sides)]  # rotate: drift hits every side alike
+        for side in order:
+            times[side].append(sides[side](world.issuer().mint(world.labels["repository_uuid"])))
+    median = {side: statistics.median(values) if values else None for side, values in times.items()}
+    results = {"auth_pipe_s": median["pipe"], "auth_floor_s": median["floor"], "auth_ratio": median["pipe"] / median["floor"],
+               "auth_native_s": median["native"], "gcloud_workaround_s": median["gcloud"]}
+    if median["gcloud"]:
+        results["gcloud_vs_pipe_ratio"] = median["gcloud"] / median["pipe"]
+        results["gcloud_vs_native_ratio"] = median["gcloud"] / median["native"]
+    return results
+
+
+def pipe_natively(variables: dict, token: str, clone: Path) -> float:
+    """`python -m pipe` on the host, from this checkout: the pipe's own cost without a container start."""
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(ROOT), "BITBUCKET_CLONE_DIR": str(clone),
+           "BITBUCKET_STEP_OIDC_TOKEN": token, **variables}
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "pipe"], env=env, cwd=clone, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"the pipe, run natively, failed:\n{result.stdout}{result.stderr}")
+    return elapsed
+
+
+def gcloud_workaround(live, world, token: str) -> float:
+    """The seed workaround, timed from the token on disk to the access token printed; its token is checked
+    to be one the emulator issued to the service account."""
+    with tempfile.TemporaryDirectory() as work:
+        directory = Path(work)
+        (directory / "oidc-token").write_text(token)
+        sa = world.labels["service_account"]
+        (directory / "cred.json").write_text(json.dumps({
+            "universe_domain": "googleapis.com", "type": "external_account", "audience": world.labels["audience"],
+            "subject_token_type": "urn:ietf:params:oauth:token-type:jwt", "token_url": f"{live.emulator.url}/v1/token",
+            "credential_source": {"file": str(directory / "oidc-token"), "format": {"type": "text"}},
+            "service_account_impersonation_url": f"{live.emulator.url}/v1/projects/-/serviceAccounts/{sa}:generateAccessToken",
+        }))
+        started = time.perf_counter()
+        login = gcloud(["auth", "login", f"--cred-file={directory / 'cred.json'}"], directory / "gcloud")
+        printed = gcloud(["auth", "print-access-token"], directory / "gcloud")
+        elapsed = time.perf_counter() - started
+    issued = live.emulator.token_info(printed.stdout.strip())
+    if login.returncode or printed.returncode or issued is None or issued.principal.email != sa:
+        sys.exit(f"the gcloud workaround failed:\n{login.stderr}{printed.stderr}")
+    return elapsed
 
 
 def run_times(live, world, clone, image: str, key: str) -> dict:
@@ -216,6 +273,13 @@ def main() -> int:
     print(f"  with python:3.11-slim (published {PRODUCTION_BASE_BYTES / 1e6:.0f} MB) ≈ {results['total_with_production_base_mb']:.1f} MB")
     print(f"\nAuth only, start to exit (median of {RUNS})")
     print(f"  pipe {results['auth_pipe_s']:.3f}s   stdlib floor {results['auth_floor_s']:.3f}s   ratio {results['auth_ratio']:.2f}")
+    print(f"  pipe natively {results['auth_native_s']:.3f}s")
+    if results["gcloud_workaround_s"]:
+        print(f"  the workaround it replaces (gcloud auth login --cred-file + print-access-token, natively) "
+              f"{results['gcloud_workaround_s']:.3f}s: {results['gcloud_vs_pipe_ratio']:.1f}× the pipe in its container, "
+              f"{results['gcloud_vs_native_ratio']:.1f}× the pipe natively")
+    else:
+        print("  !!! gcloud is not installed: the workaround it replaces was NOT measured !!!")
     print(f"\nRun `true` in a private image, pull included, vs docker pull + run with a pre-minted token (median of {RUNS})")
     for key, what in (("run", f"builder image ({BUILDER_LAYER_MB} MB)"), ("run_tiny", "busybox image (1 MB)")):
         print(f"  {what:<24} pipe {results[key + '_pipe_s']:.3f}s   floor {results[key + '_floor_s']:.3f}s   "
@@ -233,7 +297,8 @@ def main() -> int:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     for path in (RESULTS / "latest.json", RESULTS / f"{stamp}.json"):
         path.write_text(json.dumps(results, indent=2))
-    print(f"\nResults: {RESULTS / 'latest.json'}")
+    (RESULTS / "latest.svg").write_text(chart.render(results))
+    print(f"\nResults: {RESULTS / 'latest.json'}, chart: {RESULTS / 'latest.svg'}")
     return 0
 
 
