@@ -91,23 +91,38 @@ def id_token(cfg: Config, step: StepToken, transport: Transport) -> str:
     except ValueError:
         answer = {"message": response.data.decode(errors="replace")}
     if response.status != 200 or not isinstance(answer, dict) or "token" not in answer:
-        raise PipeError(diagnose.iam_error(answer if isinstance(answer, dict) else {}, cfg, step, "generateIdToken"))
+        body = answer if isinstance(answer, dict) else {"message": response.data.decode(errors="replace")}
+        raise PipeError(diagnose.iam_error(body, cfg, step, "generateIdToken", response.status))
     redact.add_secret(answer["token"])
     return answer["token"]
 
 
+class _Answers:
+    """The transport, remembering the last HTTP status: google-auth's exceptions carry the body but drop it."""
+
+    def __init__(self, transport: Transport):
+        self.transport = transport
+        self.status: int | None = None
+
+    def __call__(self, *args, **kwargs):
+        response = self.transport(*args, **kwargs)
+        self.status = response.status
+        return response
+
+
 def _refresh(credentials, transport: Transport, cfg: Config, step: StepToken) -> None:
+    answers = _Answers(transport)
     try:
-        credentials.refresh(transport)
+        credentials.refresh(answers)
     except exceptions.OAuthError as error:  # STS answered with an OAuth error body
-        raise PipeError(diagnose.sts_error(_body(error), cfg, step)) from None
+        raise PipeError(diagnose.sts_error(_body(error), cfg, step, answers.status)) from None
     except exceptions.TransportError as error:
         raise PipeError(
             f"Could not reach Google ({redact.redact(str(error))}): check STS_ENDPOINT / IAM_CREDENTIALS_ENDPOINT "
             "and the step's network access to *.googleapis.com."
         ) from None
     except exceptions.RefreshError as error:  # IAM Credentials refused the impersonation
-        raise PipeError(diagnose.iam_error(_body(error), cfg, step)) from None
+        raise PipeError(diagnose.iam_error(_body(error), cfg, step, status=answers.status)) from None
     redact.add_secret(credentials.token)
 
 

@@ -47,6 +47,16 @@ def service_account_name(email: str) -> str:
     return f"projects/{project}/serviceAccounts/{email}"
 
 
+def service_account(verb: str, email: str, *flags: str) -> str:
+    """One line (error explanations are one line): `gcloud iam service-accounts VERB projects/<P>/serviceAccounts/<E> ...`."""
+    return " ".join(["gcloud iam service-accounts", verb, service_account_name(email), *flags])
+
+
 def grant_on_service_account(email: str, role: str, member: str) -> str:
-    return command(f"gcloud iam service-accounts add-iam-policy-binding {service_account_name(email)}",
-                   f"--role={role} --member={arg(member)}")
+    """Over two lines, for setup's shell block."""
+    return command(service_account("add-iam-policy-binding", email), f"--role={role} --member={arg(member)}")
+
+
+def repository(verb: str, name: str, project: str, location: str, *flags: str) -> str:
+    """An Artifact Registry repository by its ID with --project (an ID here) and --location."""
+    return " ".join(["gcloud artifacts repositories", verb, arg(name), f"--project={arg(project)}", f"--location={arg(location)}", *flags])

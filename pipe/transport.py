@@ -35,14 +35,16 @@ class RetryPolicy:
     base: float = 0.5
     cap: float = 8.0  # longest pause, also for a server's Retry-After
     timeout: float = 20.0  # per request (connect and read)
+    throttled: float = 2.0  # shortest pause after a 429 without Retry-After: STS says "retry after a few seconds"
 
-    def delay(self, attempt: int, retry_after: str | None) -> float:
+    def delay(self, attempt: int, retry_after: str | None, status: int | None = None) -> float:
         """The pause after failed try number `attempt` (1-based)."""
         # Retry-After in seconds only (ASCII digits: '²'.isdigit() is True but float('²') fails);
         # the HTTP-date form is rare on Google APIs and falls back to backoff.
         if retry_after and re.fullmatch(r"[0-9]{1,6}", retry_after.strip()):
             return min(float(retry_after), self.cap)
-        return random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))  # full jitter
+        pause = random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))  # full jitter
+        return max(pause, self.throttled) if status == 429 else pause
 
 
 def describe(url: str) -> str:
@@ -109,7 +111,7 @@ class Transport(google_requests.Request):
                 if response.status not in RETRYABLE_STATUS:
                     return response
                 problem, retry_after = f"HTTP {response.status}", response.headers.get("Retry-After")
-            pause = policy.delay(attempt, retry_after)
+            pause = policy.delay(attempt, retry_after, response.status if response is not None else None)
             if attempt == attempts or self.clock() + pause >= deadline:
                 if response is not None:
                     return response  # the caller explains Google's final answer
