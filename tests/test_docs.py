@@ -1,5 +1,6 @@
 """README, pipe.yml and the toolkit schema must list the same variables."""
 
+import json
 import re
 from pathlib import Path
 
@@ -35,9 +36,11 @@ def test_readme_test_command_is_what_ci_runs():
 
 
 def test_changelog_is_generated_from_the_changesets():
+    """`make changelog`: semversioner's released versions, plus every pending changeset under Unreleased."""
     import subprocess
     import sys
 
-    semversioner = Path(sys.executable).parent / "semversioner"
-    generated = subprocess.run([str(semversioner), "changelog"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    generated = subprocess.run([sys.executable, "scripts/changelog.py"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     assert (ROOT / "CHANGELOG.md").read_text() == generated
+    for change in (ROOT / ".changes/next-release").glob("*.json"):
+        assert json.loads(change.read_text())["description"] in generated.split("\n## 0.")[0], change.name
