@@ -1,10 +1,15 @@
-"""Fixtures for the end-to-end tests: the local stack, the Google emulator and a Bitbucket-style pipe runner."""
+"""Fixtures for the end-to-end tests: the local stack, the Google emulator and a Bitbucket-style pipe runner.
+
+Each test names its daemon through the fixtures it uses: `live_stack`/`world`/`clone` run the pipe on the plain
+daemon, `bitbucket_stack`/`bitbucket_world`/`bitbucket_clone` on the Bitbucket-like one (tests/DOCKER_SERVICE.md)."""
 
 import os
+import re
+import shutil
 
 import pytest
 
-from tests import harness
+from tests import harness, stack
 from tests.figures import ADVERSARIAL_SAFE, ADVERSARIAL_TRIED, FIGURES, record
 
 APP_IMAGE = "127.0.0.1:5000/acme-ci/private/app:1"
@@ -49,8 +54,43 @@ def world(live_stack):
 
 @pytest.fixture
 def clone(tmp_path):
-    """A clone directory the daemon can bind-mount (tmp_path lives on the same host)."""
+    """A clone directory the daemon can bind-mount (tmp_path lives on the same host; on Bitbucket's docker service,
+    bitbucket-pipelines.yml puts pytest's --basetemp inside the step's clone dir, which the service shares)."""
     directory = tmp_path / "build"
     directory.mkdir()
     os.chmod(directory, 0o777)
     return directory
+
+
+@pytest.fixture(scope="session")
+def bitbucket_stack(live_stack):
+    """The Bitbucket-like docker service. Where a DOCKER_HOST is given (Bitbucket's own CI) and it cannot be started,
+    its tests are skipped, loudly, in the figures; on a machine of our own it must start."""
+    try:
+        bitbucket = harness.start_bitbucket(live_stack)
+    except Exception as error:  # noqa: BLE001 - any reason it cannot run there is the reason reported
+        if not stack.given_docker_host():
+            raise
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        record("Bitbucket-like daemon", f"NOT STARTED, ITS TESTS WERE SKIPPED: {reason}")
+        pytest.skip(f"the Bitbucket-like daemon cannot be started here: {reason}")
+    service = bitbucket.service
+    record("Bitbucket-like daemon", f"dockerd {bitbucket.dc.version()['Version']}, user namespaces (root = host uid "
+                                    f"{service.remap[0]}), authorization plugin {stack.AUTHZ_PLUGIN}, bridge {service.address}")
+    yield bitbucket
+    record("leak scan (Bitbucket-like daemon)", f"{bitbucket.leak_scanned} pipe runs scanned; tokens leaked: 0")
+
+
+@pytest.fixture
+def bitbucket_world(bitbucket_stack, world):
+    """The typical world, with the bridge's TLS registry as a second name for the same Artifact Registry location."""
+    world.registry_hosts[bitbucket_stack.service.registry] = world.registry_hosts[stack.REGISTRY]
+    return world
+
+
+@pytest.fixture
+def bitbucket_clone(bitbucket_stack, request):
+    """A clone dir below the authorization plugin's clone root, writable by the containers' remapped root."""
+    directory = bitbucket_stack.service.new_clone(re.sub(r"[^\w.-]", "_", request.node.name))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)

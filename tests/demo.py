@@ -10,7 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests import harness
+from tests import harness, stack
 from tests.emulator import typical_world
 
 IMAGE = "127.0.0.1:5000/acme-ci/private/app:1"
@@ -42,9 +42,9 @@ def main() -> int:
             "SCRIPT": 'echo "building in $(pwd)"; ls; echo built > artifact.txt',
             "STS_ENDPOINT": live.emulator.url,
             "IAM_CREDENTIALS_ENDPOINT": live.emulator.url,
-            "REGISTRIES": "127.0.0.1:5000",
+            "REGISTRIES": f"{stack.REGISTRY},127.0.0.1:{stack.EMULATOR_PORT}",  # the registry and its token service
         }, token)
-        print(run.stderr + run.stdout)
+        print(run.log, end="")  # in the order the pipe wrote it, as the daemon logged it
         stage("What Google saw")
         for record in live.emulator.requests:
             print(f"{record.route:>6} {record.method} {record.path.split('?')[0]} → {record.status}")

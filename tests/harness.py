@@ -1,6 +1,7 @@
 """The live stack as tests and the demo use it: run the pipe the way Bitbucket does, push private images,
 scan every output for leaked tokens."""
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ class PipeRun:
     exit_code: int
     stdout: str
     stderr: str
+    log: str = ""  # stdout and stderr interleaved, in the order the pipe wrote them (as the daemon logged them)
 
     @property
     def output(self) -> str:
@@ -21,10 +23,10 @@ class PipeRun:
 class Stack:
     """The running stack: docker client, registry, emulator, pipe image, and helpers around them."""
 
-    def __init__(self, dc, host, emulator):
+    def __init__(self, dc, host, emulator, pipe_image: str | None = None, busybox: str | None = None):
         self.dc, self.host, self.emulator = dc, host, emulator
-        self.pipe_image = stack.pipe_image(dc)
-        self.busybox = stack.busybox_image(dc)
+        self.pipe_image = pipe_image or stack.pipe_image(dc)
+        self.busybox = busybox or stack.busybox_image(dc)
         self.leak_scanned = 0
 
     @property
@@ -75,6 +77,7 @@ class Stack:
                 exit_code,
                 container.logs(stdout=True, stderr=False).decode(errors="replace"),
                 container.logs(stdout=False, stderr=True).decode(errors="replace"),
+                container.logs(stdout=True, stderr=True).decode(errors="replace"),
             )
         finally:
             container.remove(force=True)
@@ -104,6 +107,52 @@ class Stack:
             self.dc.images.remove(reference, force=True)
         except Exception:  # noqa: BLE001 - absent is what we want
             pass
+
+
+class BitbucketStack(Stack):
+    """The pipe on the Bitbucket-like docker service (tests/DOCKER_SERVICE.md), started as Bitbucket starts pipes there.
+
+    Shares the plain stack's emulator (also listening over TLS on the bridge) and image store (served again over TLS
+    on the bridge); the pipe image and busybox are copied over from the plain daemon."""
+
+    def __init__(self, plain: Stack, service: stack.BitbucketService):
+        import docker
+
+        dc = docker.DockerClient(base_url=service.docker_host, timeout=300)
+        super().__init__(dc, service.docker_host, plain.emulator,
+                         pipe_image=stack.copy_image(plain.dc, dc, plain.pipe_image),
+                         busybox=stack.copy_image(plain.dc, dc, plain.busybox))
+        self.service = service
+        self.emulator_url = plain.emulator.serve_tls(service.address, service.emulator_port, str(service.cert), str(service.key))
+
+    def image(self, path: str) -> str:
+        """An image of the shared store, by the name the TLS registry on the bridge serves it under."""
+        return f"{self.service.registry}/{path}"
+
+    def pipe_docker_env(self) -> tuple[dict, dict]:
+        return {"DOCKER_HOST": self.service.pipe_docker_host, "BITBUCKET_DOCKER_HOST_INTERNAL": self.service.address}, {}
+
+    def bitbucket_run(self, clone: Path, variables: dict, token: str | None = None, workdir: Path | None = None) -> dict:
+        """As Bitbucket starts a pipe on its docker service: the default network, host.docker.internal → the docker host."""
+        options = super().bitbucket_run(clone, variables, token, workdir)
+        del options["network_mode"]  # a userns daemon refuses host networking
+        options["extra_hosts"] = {"host.docker.internal": self.service.address}
+        # The pipe trusts the test CA the way a step would trust a private one; the pipe image stays unchanged.
+        options["environment"] = {"REQUESTS_CA_BUNDLE": str(self.trust_ca(clone)), **options["environment"]}
+        return options
+
+    def trust_ca(self, clone: Path) -> Path:
+        """The test CA, copied into the clone (containers see only the clone)."""
+        copy = clone / ".test-ca.pem"
+        if not copy.exists():
+            shutil.copy(self.service.ca, copy)
+            copy.chmod(0o644)
+        return copy
+
+
+def start_bitbucket(plain: Stack) -> BitbucketStack:
+    """Bring up the Bitbucket-like docker service next to the plain stack (stack.Unavailable if it cannot be)."""
+    return BitbucketStack(plain, stack.bitbucket_service())
 
 
 def _is_private_export(path: Path) -> bool:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -70,24 +72,38 @@ class Emulator:
         self._idle = threading.Condition()  # guards _in_flight, for wait_idle()
         self._in_flight = 0
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._listeners: list[tuple[ThreadingHTTPServer, threading.Thread]] = []
 
     # -- lifecycle
     def start(self) -> Self:
-        server = ThreadingHTTPServer(self._address, _Handler)
-        server.daemon_threads = True
-        server.emulator = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self._thread.start()
+        self._server = self._listen(ThreadingHTTPServer(self._address, _Handler))
         return self
 
+    def serve_tls(self, host: str, port: int, certfile: str, keyfile: str) -> str:
+        """Also answer over TLS on host:port, for clients off loopback (the same world, tokens and log); returns its URL."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile, keyfile)
+        server = _TLSServer((host, port), _Handler)
+        # The handshake then runs in the request's thread, so a stalled client cannot block accept().
+        server.socket = context.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
+        self._listen(server)
+        return f"https://{host}:{server.server_address[1]}"
+
+    def _listen(self, server: ThreadingHTTPServer) -> ThreadingHTTPServer:
+        server.daemon_threads = True
+        server.emulator = self
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        self._listeners.append((server, thread))
+        return server
+
     def stop(self) -> None:
-        if self._server:
-            self._server.shutdown()
-            self._server.server_close()
-            self._thread.join()
-            self._server = None
+        for server, thread in self._listeners:
+            server.shutdown()
+            server.server_close()
+            thread.join()
+        self._listeners.clear()
+        self._server = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -189,6 +205,13 @@ def _fault_reply(route: str, fault) -> Reply:
     if status == 429 and fault.retry_after is not None:
         reply.headers["Retry-After"] = str(fault.retry_after)
     return reply
+
+
+class _TLSServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        """A client that rejects the certificate or hangs up mid-handshake is the client's problem, not a traceback."""
+        if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
