@@ -76,7 +76,7 @@ def builder_image(live) -> str:
 
 
 def sizes(live) -> dict:
-    pipe, base = live.dc.images.get(live.pipe_image), live.dc.images.get(harness.stack.BASE_IMAGE)
+    pipe, base = live.dc.images.get(live.pipe_image), live.dc.images.get(harness.stack.base_image(live.dc))
     pipe_gz, base_gz = gzip_size(pipe), gzip_size(base)
     added = pipe.attrs["Size"] - base.attrs["Size"]
     return {
@@ -106,7 +106,7 @@ def auth_times(live, world, clone) -> dict:
 
     sides = {
         "pipe": lambda token: container(live.pipe_image, {}, token),
-        "floor": lambda token: container(harness.stack.BASE_IMAGE, {"command": ["python3", "-c", floor_script]}, token),
+        "floor": lambda token: container(harness.stack.base_image(live.dc), {"command": ["python3", "-c", floor_script]}, token),
         "native": lambda token: pipe_natively(variables, token, clone),
     }
     if GCLOUD:
@@ -174,7 +174,7 @@ def run_times(live, world, clone, image: str, key: str) -> dict:
         live.forget_image(image)
         started = time.perf_counter()
         live.dc.images.pull(image, auth_config=auth)
-        container = live.dc.containers.run(image, ["true"], detach=True, network_mode="host",
+        container = live.dc.containers.run(image, ["true"], detach=True,
                                            volumes={str(clone): {"bind": str(clone), "mode": "rw"}}, working_dir=str(clone))
         code = container.wait()["StatusCode"]
         elapsed = time.perf_counter() - started

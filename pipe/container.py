@@ -5,9 +5,13 @@ never `mounts=`), no privileged mode. Credentials go to the daemon per pull and 
 """
 
 import logging
+import os
 import re
+import stat
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
@@ -105,6 +109,29 @@ def _inside(path: Path, clone_dir: Path) -> bool:
     return real == real_clone or real_clone in real.parents
 
 
+@contextmanager
+def hidden(path: Path, clone_dir: Path):
+    """A bind that lays an empty read-only directory over `path`, when it exists, so the run container cannot
+    read files an earlier pipe exported into the clone it mounts. The empty directory lives in the clone
+    (Bitbucket's docker service binds nothing else) and is removed afterwards."""
+    if not _is_real_dir(path):
+        yield {}
+        return
+    empty = tempfile.mkdtemp(prefix=".keyless-empty-", dir=clone_dir)
+    try:
+        os.chmod(empty, 0o555)
+        yield {empty: {"bind": str(path), "mode": "ro"}}
+    finally:
+        os.rmdir(empty)
+
+
+def _is_real_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def check_workdir(workdir: Path, clone_dir: Path) -> None:
     if not _inside(workdir, clone_dir):
         raise PipeError(
@@ -189,9 +216,10 @@ def _create(client: docker.DockerClient, image: Image, network: str | None, dock
 
 def _refusal(explanation: str, network: str | None) -> str:
     explanation = redact.redact(explanation)
-    if "user namespaces are enabled" in explanation:
-        return (f"The docker service refused NETWORK: {network} ({explanation}): it runs with user namespaces, as "
-                "Bitbucket's does; remove NETWORK and reach the step's services at host.docker.internal:<port>.")
+    # A user-namespaced daemon refuses host networking itself; an authorization plugin (asked first) may refuse it too.
+    if "user namespaces are enabled" in explanation or (network == "host" and "authorization denied" in explanation):
+        return (f"The docker service refused NETWORK: {network} ({explanation}): Bitbucket's docker service does not share "
+                "its host's network; remove NETWORK and reach the step's services at host.docker.internal:<port>.")
     if network and re.search(r"network \S+ not found", explanation):
         return f"NETWORK is '{network}', but the docker service has no such network: create it first, or remove NETWORK."
     return f"The docker service refused to create the run container: {explanation}"
