@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: deps venv test unit e2e lint demo bench changelog clean
+.PHONY: deps venv node test unit e2e lint demo bench changelog clean
 
 # Docker, the registry and debootstrap from Debian, when missing (needs root).
 deps:
@@ -14,14 +14,18 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(VENV)/bin/pip install -q -r requirements-dev.txt
 	touch $@
 
+# Node's google-auth-library, from the lockfile, for the client interoperability tests (without Node they are skipped and reported).
+node:
+	if command -v npm >/dev/null; then npm ci --prefix tests/node --no-audit --no-fund; fi
+
 # Unit tests, then the end-to-end suite against the local stack (daemon, registry, emulator).
-test: deps venv lint
+test: deps venv node lint
 	$(PY) -m pytest -q tests
 
 unit: venv
 	$(PY) -m pytest -q tests -m "not e2e"
 
-e2e: deps venv
+e2e: deps venv node
 	$(PY) -m pytest -q tests -m e2e
 
 lint: venv
@@ -35,7 +39,7 @@ bench: deps venv
 	$(PY) -m bench
 
 changelog: venv
-	$(VENV)/bin/semversioner changelog > CHANGELOG.md
+	$(PY) scripts/changelog.py > CHANGELOG.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -14,6 +14,7 @@ from google.auth.transport.requests import Request
 from tests import harness
 from tests.conftest import APP_IMAGE
 from tests.emulator import AR_WRITER, TOKEN_CREATOR, WORKLOAD_IDENTITY_USER, ServiceAccount
+from tests.figures import probe
 from tests.test_e2e import step_token, variables
 
 pytestmark = pytest.mark.e2e
@@ -125,7 +126,7 @@ def test_google_oidc_config_file_in_gcloud_format(live_stack, world, clone):
     }
     (clone / "gcp-cred.json").write_text(json.dumps(config, indent=2))
     run = live_stack.run_pipe(clone, {"GOOGLE_OIDC_CONFIG_FILE": "gcp-cred.json", "IMAGE": APP_IMAGE,
-                                      "REGISTRIES": "127.0.0.1:5000", "SCRIPT": "echo configured"}, step_token(world))
+                                      "REGISTRIES": variables(world)["REGISTRIES"], "SCRIPT": "echo configured"}, step_token(world))
     assert run.exit_code == 0, run.output
     assert f"as {sa}" in run.stdout and "configured" in run.stdout
 
@@ -143,7 +144,7 @@ def test_credentials_inside_the_run_container(live_stack, world, clone):
     )
     run = live_stack.run_pipe(clone, variables(
         world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=image, GOOGLE_CREDENTIALS_IN_CONTAINER="true",
-        SCRIPT=script,
+        SCRIPT=script, NETWORK="host",  # the emulator listens on the host's loopback
     ), step_token(world))
     assert run.exit_code == 0, run.output
     assert "inside-ok True" in run.stdout
@@ -168,3 +169,50 @@ def test_credentials_reach_a_non_root_image_user(live_stack, world, clone, tmp_p
     ), step_token(world))
     assert run.exit_code == 0, run.output
     assert "600" in run.stdout
+
+
+# ---------------------------------------------------------------- a hostile clone, through the real pipe
+
+def test_a_symlinked_bitbucket_dir_never_gets_the_secrets(live_stack, world, clone):
+    """`.bitbucket` committed as a link into a directory the step publishes (artifacts): the pipe refuses."""
+    published = clone / "dist"
+    published.mkdir()
+    (clone / ".bitbucket").symlink_to("dist", target_is_directory=True)
+    with probe("e2e: .bitbucket links into the artifacts"):
+        run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=world.labels["service_account"], EXPORT_CREDENTIALS="true"),
+                                  step_token(world))
+        assert run.exit_code == 1
+        assert f"✖ {clone}/.bitbucket is a symbolic link, where the pipe keeps its credential files" in run.stdout
+        assert "Unexpected error" not in run.output and "Traceback" not in run.output
+        assert not list(published.iterdir())
+
+
+def test_a_file_where_the_export_dir_goes_is_one_line(live_stack, world, clone):
+    (clone / STORAGE).mkdir(parents=True)
+    (clone / STORAGE / "gcp").write_text("committed by mistake\n")
+    with probe("e2e: a file at the export dir"):
+        run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=world.labels["service_account"], EXPORT_CREDENTIALS="true"),
+                                  step_token(world))
+        assert run.exit_code == 1
+        lines = [line for line in run.stdout.splitlines() if "✖" in line]
+        assert lines == [f"\x1b[31m✖ {clone / STORAGE / 'gcp'} is not a directory, where the pipe keeps its credential files: remove it "
+                         "from the repository (the pipe never writes secrets through links or over files).\x1b[0m"]
+        assert (clone / STORAGE / "gcp").read_text() == "committed by mistake\n"
+
+
+def test_an_image_user_no_container_can_run_as_is_one_line_and_leaves_no_token(live_stack, world, clone, tmp_path):
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {live_stack.busybox}\nUSER 99999999999\n")
+    live_stack.dc.images.build(path=str(context), tag="local/busybox-baduser:1", rm=True)
+    image = "127.0.0.1:5000/acme-ci/private/baduser:1"
+    harness.push_image(live_stack, "local/busybox-baduser:1", image)
+    with probe("e2e: USER 99999999999"):
+        run = live_stack.run_pipe(clone, variables(
+            world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=image, GOOGLE_CREDENTIALS_IN_CONTAINER="true", SCRIPT="true",
+        ), step_token(world))
+        assert run.exit_code == 1
+        assert "✖ The image's USER 99999999999 is no user a container can run as" in run.stdout
+        assert "Unexpected error" not in run.output
+        assert not (clone / STORAGE / "gcp-run").exists()
+        assert not live_stack.run_containers(clone)

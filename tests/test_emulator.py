@@ -413,7 +413,8 @@ def test_expires_in_follows_the_oidc_token(emu, world):
 
 # ---------------------------------------------------------------- IAM Credentials
 
-def test_impersonation_through_a_delegation_chain(emu, world):
+@pytest.mark.parametrize("form", ["projects/-/serviceAccounts/{}", "{}"])  # the REST form; gcloud's chain sends bare emails
+def test_impersonation_through_a_delegation_chain(emu, world, form):
     source = federated(emu, world)
     first = world.service_accounts[0]
     target = add_sa(world, "deployer", (TOKEN_CREATOR, first.member))
@@ -421,7 +422,7 @@ def test_impersonation_through_a_delegation_chain(emu, world):
         source_credentials=source,
         target_principal=target.email,
         target_scopes=[CLOUD_PLATFORM],
-        delegates=[f"projects/-/serviceAccounts/{first.email}"],
+        delegates=[form.format(first.email)],
         lifetime=600,
         iam_endpoint_override=f"{emu.url}/v1/projects/-/serviceAccounts/{target.email}:generateAccessToken",
     )
@@ -429,7 +430,32 @@ def test_impersonation_through_a_delegation_chain(emu, world):
     info = emu.token_info(creds.token)
     assert info.principal.email == target.email
     assert 590 < info.expiry - time.time() <= 600
-    assert emu.requests[-1].body["delegates"] == [f"projects/-/serviceAccounts/{first.email}"]
+    assert emu.requests[-1].body["delegates"] == [form.format(first.email)]
+
+
+def introspect(emu, body, **kwargs):
+    # gcloud posts a form with its own OAuth client in Basic auth (core/credentials/introspect.py).
+    return requests.post(f"{emu.url}/v1/introspect", data=body, auth=("32555940559.apps.googleusercontent.com", "x"), **kwargs)
+
+
+def test_introspect_names_the_federated_principal(emu, world):
+    token = federated_token(emu, world)
+    reply = introspect(emu, {"token": token, "token_type_hint": ACCESS_TOKEN_TYPE})
+    assert reply.status_code == 200
+    info, record = reply.json(), emu.token_info(token)
+    assert info == {"active": True, "scope": CLOUD_PLATFORM, "exp": str(int(record.expiry)), "username": record.principal.id}
+    assert info["username"].startswith("principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/")
+    assert emu.requests[-1].route == "introspect" and token not in str(emu.requests[-1].body)
+    camel = requests.post(f"{emu.url}/v1/introspect", json={"token": token, "tokenTypeHint": "access_token"})
+    assert camel.json()["active"] is True
+
+
+def test_introspect_knows_only_live_sts_tokens_and_checks_the_request(emu, world):
+    for token in (sa_token(emu, world), "ya29.never-issued"):
+        assert introspect(emu, {"token": token}).json() == {}
+    assert introspect(emu, {}).json() == {"error": "invalid_request", "error_description": "Invalid value of token in request."}
+    bad_hint = introspect(emu, {"token": federated_token(emu, world), "token_type_hint": "refresh_token"})
+    assert bad_hint.status_code == 400 and bad_hint.json()["error"] == "invalid_request"
 
 
 def test_broken_delegation_chain_is_permission_denied(emu, world):
@@ -552,7 +578,9 @@ def test_generate_access_token_body_rules(emu, world):
     assert emu.token_info(ok.json()["accessToken"]).scopes == (CLOUD_PLATFORM,)
     unknown = iam_call(emu, email, "generateAccessToken", {"scope": [CLOUD_PLATFORM], "lifetme": "1s"}, bearer)
     assert unknown.json()["error"]["message"] == 'Invalid JSON payload received. Unknown name "lifetme": Cannot find field.'
-    bad_delegate = iam_call(emu, email, "generateAccessToken", {"scope": [CLOUD_PLATFORM], "delegates": [email]}, bearer)
+    # The REST reference: "The - wildcard character is required; replacing it with a project ID is invalid."
+    in_project = f"projects/acme-ci/serviceAccounts/{email}"
+    bad_delegate = iam_call(emu, email, "generateAccessToken", {"scope": [CLOUD_PLATFORM], "delegates": [in_project]}, bearer)
     assert bad_delegate.status_code == 400
 
 

@@ -17,7 +17,9 @@ from .tokens import CLOUD_PLATFORM, IAM_SCOPE, AccessToken, TokenStore, new_acce
 from .world import ServiceAccount, World
 
 PATH = re.compile(r"^/v1/projects/-/serviceAccounts/([^/:]+):(generateAccessToken|generateIdToken)$")
-_DELEGATE = re.compile(r"^projects/-/serviceAccounts/([^/]+)$")
+# The REST reference documents projects/-/serviceAccounts/<email or id>; gcloud's documented delegation chain
+# (auth/impersonate_service_account "a,b") sends the bare emails (core/credentials/store.py ParseImpersonationAccounts).
+_DELEGATE = re.compile(r"^(?:projects/-/serviceAccounts/)?([^/]+)$")
 _DURATION = re.compile(r"^(-?\d+)(\.\d{1,9})?s$")
 _API_SCOPES = {CLOUD_PLATFORM, IAM_SCOPE}
 _FIELDS = {

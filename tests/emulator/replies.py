@@ -49,6 +49,11 @@ STS_ISSUER_UNREACHABLE = "Error connecting to the given credential's issuer."  #
 STS_BAD_SIGNATURE = "Unable to verify the ID Token signature."  # VERBATIM
 STS_CONDITION_FALSE = "The given credential is rejected by the attribute condition."  # VERBATIM
 STS_ATTRIBUTE_TOO_LONG = "The size of mapped attribute exceeds the 127 bytes limit."  # VERBATIM
+# /v1/introspect: the fields are GoogleIdentityStsV1IntrospectTokenResponse's (active, scope, exp, username as
+# principal://…/subject/<google.subject>); which of them an answer carries, and these texts, are CHOSEN.
+STS_INTROSPECT_NO_TOKEN = "Invalid value of token in request."  # CHOSEN
+STS_INTROSPECT_BAD_HINT = "Invalid value of token_type_hint in request."  # CHOSEN
+INTROSPECT_INACTIVE: dict = {}  # CHOSEN: proto3 JSON drops a false `active`, as it drops a zero expires_in
 
 
 def sts_wrong_issuer(iss, expected: str) -> str:  # VERBATIM

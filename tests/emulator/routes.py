@@ -36,6 +36,8 @@ def classify(method: str, path: str) -> str | None:
         return "certs"
     if method == "POST" and path == "/v1/token":
         return "sts"
+    if method == "POST" and path == "/v1/introspect":
+        return "introspect"
     if method == "POST" and iam.PATH.match(path):
         return "iam"
     if method == "GET" and path == "/v2/token":
@@ -50,6 +52,12 @@ def parse_for_log(route: str | None, incoming: Incoming) -> dict:
             return sts.parse_body(incoming.header("Content-Type") or "", incoming.raw)
         except StsError:
             return {}
+    if route == "introspect":
+        try:
+            params = sts.parse_body(incoming.header("Content-Type") or "", incoming.raw)
+        except StsError:
+            return {}
+        return {k: ("<redacted>" if k == "token" else v) for k, v in params.items()}
     if route == "iam":
         try:
             body = json.loads(incoming.raw or b"{}")
@@ -72,6 +80,12 @@ def dispatch(emu, route: str | None, incoming: Incoming) -> Reply:
         except StsError as exc:
             return exc.reply()
         return sts.exchange(world, emu.tokens, params, now)
+    if route == "introspect":
+        try:
+            params = sts.parse_body(incoming.header("Content-Type") or "", incoming.raw)
+        except StsError as exc:
+            return exc.reply()
+        return sts.introspect(emu.tokens, params, now)
     if route == "iam":
         account, method = iam.PATH.match(incoming.path).groups()
         return iam.handle(world, emu.tokens, emu.google_signer, method, account,

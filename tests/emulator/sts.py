@@ -27,6 +27,7 @@ _WORKLOAD = re.compile(
 )
 _WORKFORCE = re.compile(r"^//iam\.googleapis\.com/locations/global/workforcePools/[^/]+/providers/[^/]+$")
 _CAMEL = {
+    "tokenTypeHint": "token_type_hint",
     "grantType": "grant_type",
     "requestedTokenType": "requested_token_type",
     "subjectToken": "subject_token",
@@ -182,3 +183,24 @@ def _issue(store: TokenStore, provider: Provider, mapped: dict, scopes, exp, now
         # Google's proto3 JSON drops a zero expires_in (measured with a 2 s JWT).
         body["expires_in"] = lifetime
     return Reply(200, body)
+
+
+def introspect(store: TokenStore, params: dict, now: float) -> Reply:
+    """STS `POST /v1/introspect` (RFC 7662), which gcloud calls for a federated token's account name.
+
+    Only tokens STS issued are known to it: a service account's token is as inactive as an expired one.
+    """
+    token = params.get("token")
+    if not isinstance(token, str) or not token:
+        return StsError("invalid_request", replies.STS_INTROSPECT_NO_TOKEN).reply()
+    if params.get("token_type_hint", ACCESS_TOKEN_TYPE) not in (ACCESS_TOKEN_TYPE, "access_token"):
+        return StsError("invalid_request", replies.STS_INTROSPECT_BAD_HINT).reply()
+    record = store.lookup(token)
+    if record is None or record.kind != "federated" or not record.alive(now):
+        return Reply(200, replies.INTROSPECT_INACTIVE)
+    return Reply(200, {
+        "active": True,
+        "scope": " ".join(record.scopes),
+        "exp": str(int(record.expiry)),  # int64 fields are strings in Google's JSON
+        "username": record.principal.id,
+    })
