@@ -2,10 +2,11 @@
 and the validated, typed Config built from them."""
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipe import config_file, parsers
+from pipe import config_file, parsers, urls
 from pipe.errors import PipeError
 
 # name -> kind. Every variable is declared as a plain string to the toolkit (its YAML coercion
@@ -47,7 +48,8 @@ CONTEXT = ("BITBUCKET_STEP_OIDC_TOKEN", "BITBUCKET_CLONE_DIR", "BITBUCKET_PIPE_S
 ACTIONS = ("auth", "pull", "run", "setup", "doctor")
 DIAGNOSTIC_ACTIONS = ("setup", "doctor")  # read-only: they ignore SCRIPT/COMMAND rather than refuse them
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
-MAX_LIFETIME = 43200  # 12 h, with the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension
+GOOGLE_DOMAIN = "googleapis.com"
+MAX_LIFETIME = config_file.MAX_LIFETIME
 
 
 class StringsValidator:
@@ -103,6 +105,9 @@ class Config:
     network: str | None = None  # None: the daemon's default network
     docker_host_internal: str | None = None  # what host.docker.internal means for the run container
     restrict_to: parsers.Restriction = parsers.Restriction()
+    subject_token_type: str = config_file.JWT  # what STS is told the step token is (GOOGLE_OIDC_CONFIG_FILE may say id_token)
+    # Who chose each setting that did not take its default: the variable's own name, or "GOOGLE_OIDC_CONFIG_FILE's <field>".
+    sources: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def token_url(self) -> str:
@@ -122,14 +127,26 @@ def _text(env: dict, name: str) -> str | None:
 def load(env: dict, cwd: Path) -> Config:
     """Validate every variable before any network call; raise PipeError on the first bad one."""
     from_file = config_file.load(_text(env, "GOOGLE_OIDC_CONFIG_FILE"), cwd)
-    raw_provider = _text(env, "WORKLOAD_IDENTITY_PROVIDER") or from_file.get("provider")
+    sources: dict[str, str] = {}
+
+    def pick(name: str) -> str | None:
+        """The variable if set, else what the config file says; records which one chose it."""
+        if (value := _text(env, name)) is not None:
+            sources[name] = name
+            return value
+        if name in from_file.variables:
+            sources[name] = f"{config_file.NAME}'s {from_file.fields[name]}"
+            return from_file.variables[name]
+        return None
+
+    raw_provider = pick("WORKLOAD_IDENTITY_PROVIDER")
     if raw_provider is None:
         raise PipeError(
             f"WORKLOAD_IDENTITY_PROVIDER is required: set it to {parsers.PROVIDER_SHAPE} (or give GOOGLE_OIDC_CONFIG_FILE)."
         )
     provider = parsers.provider("WORKLOAD_IDENTITY_PROVIDER", raw_provider)
 
-    sa = _text(env, "SERVICE_ACCOUNT") or from_file.get("service_account")
+    sa = pick("SERVICE_ACCOUNT")
     service_account = parsers.service_account("SERVICE_ACCOUNT", sa) if sa else None
 
     raw_image = _text(env, "IMAGE")
@@ -146,16 +163,19 @@ def load(env: dict, cwd: Path) -> Config:
     entries = [parsers.env_entry("ENV", item, env) for item in parsers.string_list("ENV", env)]
     registries = tuple(parsers.registry_host("REGISTRIES", item) for item in parsers.string_list("REGISTRIES", env))
 
-    universe = parsers.universe_domain("UNIVERSE_DOMAIN", _text(env, "UNIVERSE_DOMAIN") or from_file.get("universe") or "googleapis.com")
-    sts = _text(env, "STS_ENDPOINT") or from_file.get("sts") or f"https://sts.{universe}"
-    iam = _text(env, "IAM_CREDENTIALS_ENDPOINT") or from_file.get("iam") or f"https://iamcredentials.{universe}"
+    universe = parsers.universe_domain("UNIVERSE_DOMAIN", pick("UNIVERSE_DOMAIN") or GOOGLE_DOMAIN)
+    endpoints = {}
+    for name, service in (("STS_ENDPOINT", "sts"), ("IAM_CREDENTIALS_ENDPOINT", "iamcredentials")):
+        endpoints[name] = parsers.endpoint(name, pick(name) or f"https://{service}.{universe}")
+        if name not in sources and "UNIVERSE_DOMAIN" in sources:
+            sources[name] = sources["UNIVERSE_DOMAIN"]  # the default host follows whoever chose the universe
 
     delegates = tuple(parsers.service_account("DELEGATES", d) for d in parsers.string_list("DELEGATES", env))
-    id_audience = _text(env, "ID_TOKEN_AUDIENCE")
+    id_audience = parsers.id_token_audience("ID_TOKEN_AUDIENCE", raw) if (raw := _text(env, "ID_TOKEN_AUDIENCE")) else None
     for name, needed in (("DELEGATES", delegates), ("ID_TOKEN_AUDIENCE", id_audience)):
         if needed and service_account is None:
             raise PipeError(f"{name} needs SERVICE_ACCOUNT: Google mints these only for a service account, so set SERVICE_ACCOUNT too.")
-    lifetime = _text(env, "ACCESS_TOKEN_LIFETIME") or from_file.get("lifetime")
+    lifetime = pick("ACCESS_TOKEN_LIFETIME")
     scopes = tuple(parsers.scope("ACCESS_TOKEN_SCOPES", s) for s in parsers.string_list("ACCESS_TOKEN_SCOPES", env)) or (CLOUD_PLATFORM,)
     raw_project = _text(env, "PROJECT_ID")
     storage = _text(env, "BITBUCKET_PIPE_STORAGE_DIR")
@@ -170,8 +190,8 @@ def load(env: dict, cwd: Path) -> Config:
         command=command,
         env=dict(entries),
         registries=registries,
-        sts_endpoint=parsers.endpoint("STS_ENDPOINT", sts),
-        iam_endpoint=parsers.endpoint("IAM_CREDENTIALS_ENDPOINT", iam),
+        sts_endpoint=endpoints["STS_ENDPOINT"],
+        iam_endpoint=endpoints["IAM_CREDENTIALS_ENDPOINT"],
         universe_domain=universe,
         workdir=cwd,
         clone_dir=clone_dir,
@@ -192,7 +212,40 @@ def load(env: dict, cwd: Path) -> Config:
         network=parsers.network("NETWORK", network) if (network := _text(env, "NETWORK")) else None,
         docker_host_internal=parsers.ip_address("BITBUCKET_DOCKER_HOST_INTERNAL", host) if (host := _text(env, "BITBUCKET_DOCKER_HOST_INTERNAL")) else None,
         restrict_to=parsers.restriction("SETUP_RESTRICT_TO", _text(env, "SETUP_RESTRICT_TO")),
+        subject_token_type=from_file.subject_token_type,
+        sources=sources,
     )
+
+
+def token_destination_warnings(cfg: Config) -> list[str]:
+    """One line per host outside Google (and outside a UNIVERSE_DOMAIN set by variable), not loopback, that the
+    step token or a Google token is about to reach, naming who chose it. Documented and allowed, but never silent:
+    a config file committed to the repository can choose these hosts too. ACTION setup sends nothing."""
+    if cfg.action == "setup":
+        return []
+    trusted = [GOOGLE_DOMAIN] + ([cfg.universe_domain] if cfg.sources.get("UNIVERSE_DOMAIN") == "UNIVERSE_DOMAIN" else [])
+
+    def outside(host: str) -> bool:
+        return not urls.is_loopback(host) and not any(urls.is_within(host, domain) for domain in trusted)
+
+    lines = []
+    targets = [("STS_ENDPOINT", cfg.sts_endpoint, "The step's OIDC token")]
+    if cfg.service_account:
+        targets.append(("IAM_CREDENTIALS_ENDPOINT", cfg.iam_endpoint, "A Google access token"))
+    for name, root, what in targets:
+        host = urls.parse(root).host
+        if outside(host):
+            chooser = cfg.sources.get(name, name)
+            fix = ("check that file (anyone who can push to the repository can change it)" if chooser.startswith(config_file.NAME)
+                   else f"unset {chooser} unless you trust that host")
+            lines.append(f"{what} will be sent to {host}, outside {' and '.join(trusted)}, because {chooser} says so: {fix}.")
+    from pipe import registry  # imports google-auth: only once the variables are valid
+
+    for netloc in cfg.registries:
+        if not registry.is_google(netloc) and outside(urls.parse(f"https://{netloc}").host):
+            lines.append(f"Google access tokens may be sent to the registry {netloc}, which is not Google's, because REGISTRIES "
+                         "lists it: keep it only if you trust that host.")
+    return lines
 
 
 def _int(env: dict, name: str, default: int, minimum: int, maximum: int) -> int:

@@ -1,73 +1,310 @@
 """GOOGLE_OIDC_CONFIG_FILE: a user's `external_account` credential configuration (what `gcloud iam
-workload-identity-pools create-cred-config` writes), read for the values the pipe's variables would carry."""
+workload-identity-pools create-cred-config` writes), read for the values the pipe's variables would carry.
+
+Every field is either honoured exactly or refused by name: a file the pipe would read differently from
+google-auth or gcloud (another project in the impersonation URL, a token URL with a trailing slash) fails
+here, before any token is sent. Values from the file are never echoed unless they are plain URLs or names.
+"""
 
 import base64
 import binascii
+import codecs
+import errno
 import json
+import os
 import re
+import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from pipe import parsers
 from pipe.errors import PipeError
 
 NAME = "GOOGLE_OIDC_CONFIG_FILE"
-_IMPERSONATION_RE = re.compile(r"(?P<root>https?://[^/]+(?:/[^/]+)*?)/v1/projects/-/serviceAccounts/(?P<sa>[^/:]+):generateAccessToken")
-_TOKEN_URL_RE = re.compile(r"(?P<root>https?://.+)/v1/token")
+MAX_BYTES = 64 * 1024  # CHOSEN: gcloud's output is under 1 KB; the cap bounds reading and parsing
+MAX_DEPTH = 16  # CHOSEN: gcloud's output nests 3 levels
+JWT = "urn:ietf:params:oauth:token-type:jwt"
+ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
+MAX_LIFETIME = 43200  # 12 h, the most Google grants (with constraints/iam.allowServiceAccountCredentialLifetimeExtension)
+REGENERATE = "regenerate it with `gcloud iam workload-identity-pools create-cred-config`"
+_IMPERSONATION_RE = re.compile(r"(?P<root>.*?)/v1/projects/(?P<project>[^/]*)/serviceAccounts/(?P<sa>[^/]*):generateAccessToken")
+_SHORT_PATH_RE = re.compile(r"[A-Za-z0-9._/-]{1,80}")
+# Sources google-auth reads (identity_pool, pluggable); the pipe feeds the step token instead of any of them.
+_SOURCES = ("file", "url", "executable", "certificate")
+_SOURCE_KEYS = {"file": str, "url": str, "headers": dict, "format": dict, "executable": dict, "certificate": dict}
+_HONOURED = ("type", "audience", "subject_token_type", "universe_domain", "token_url", "token_info_url",
+             "service_account_impersonation_url", "service_account_impersonation", "credential_source")
+_REFUSED = {
+    "workforce_pool_user_project": "is for workforce pools (people); the pipe signs in with a workload identity pool's provider: "
+                                   "remove it and use a workload identity provider's configuration",
+    "client_secret": "authenticates to STS with an OAuth client, which the pipe never does: remove client_id and client_secret "
+                     "(and rotate the secret if the file is committed)",
+    "client_id": "authenticates to STS with an OAuth client, which the pipe never does: remove client_id",
+    "quota_project_id": "sets a quota project, which the pipe cannot apply to its calls: remove it",
+}
 
 
-def _parse(value: str, cwd: Path) -> dict:
+@dataclass(frozen=True)
+class Settings:
+    """What the file says, as the pipe's variables would say it."""
+
+    variables: dict[str, str] = field(default_factory=dict)  # variable name -> value, for each variable the file sets
+    fields: dict[str, str] = field(default_factory=dict)  # variable name -> the file's field it came from
+    subject_token_type: str = JWT
+
+
+def load(value: str | None, cwd: Path) -> Settings:
+    """The settings in GOOGLE_OIDC_CONFIG_FILE (a path in the clone, JSON, or base64 JSON); empty without one."""
+    if not value:
+        return Settings()
+    return _settings(_json(_content(value, cwd)))
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def _shown(value: str, exists: bool = False) -> str:
+    """The variable is echoed only when it is plainly a short path (or names something on disk): anything else may be a pasted key."""
     text = value.strip()
-    if not text.startswith("{"):
-        path = (cwd / text).expanduser()
-        try:
-            is_file = path.is_file()
-        except OSError:  # base64 content longer than a file name can be
-            is_file = False
-        if is_file:
-            text = path.read_text()
-        else:
-            try:
-                text = base64.b64decode(text, validate=True).decode()
-            except (binascii.Error, UnicodeDecodeError, ValueError):
-                raise PipeError(
-                    f"{NAME} is {value!r}, but it must be the path of a credential configuration file in the clone, "
-                    "its JSON, or that JSON base64-encoded."
-                ) from None
+    if _SHORT_PATH_RE.fullmatch(text) and (exists or "." in text or "/" in text) and not parsers.looks_secret(text):
+        return repr(text)
+    return "(value hidden)"
+
+
+def _content(value: str, cwd: Path) -> bytes:
+    text = value.strip()
+    if len(text) > 2 * MAX_BYTES:  # base64 of MAX_BYTES, with line breaks, is well under this
+        raise PipeError(f"{NAME} is {len(text)} characters long (value hidden), more than a credential configuration ever is: {REGENERATE}.")
+    if text.lstrip("\ufeff").startswith("{"):
+        return text.encode()
+    data = _file(text, cwd)
+    if data is not None:
+        return data
+    try:  # `base64` wraps at 76 columns: line breaks are not part of the content
+        decoded = base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        decoded = b""
+    if decoded.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"{"):
+        return decoded
+    raise PipeError(
+        f"{NAME} is {_shown(value)}, but it must be the path of a credential configuration file in the clone "
+        "(there is no such file), its JSON, or that JSON base64-encoded."
+    )
+
+
+def _file(text: str, cwd: Path) -> bytes | None:
+    """The file's bytes, or None when the value names no file (so it may be JSON or base64)."""
+    if "\x00" in text or "\n" in text:
+        return None
+    path = cwd / text
     try:
-        info = json.loads(text)
-    except ValueError:
-        info = None
-    if not isinstance(info, dict) or info.get("type") != "external_account":
-        raise PipeError(
-            f"{NAME} is not an external_account credential configuration: generate one with "
-            "`gcloud iam workload-identity-pools create-cred-config` (service-account key files are not accepted)."
-        )
+        # O_NONBLOCK: a FIFO planted in the clone must not hang the step; fstat then refuses it.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as error:
+        if error.errno == errno.ENAMETOOLONG:  # base64 content longer than a file name can be
+            return None
+        raise PipeError(f"{NAME} names {_shown(text, exists=True)}, which cannot be read ({error.strerror}): make it a readable file in the clone.") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise PipeError(f"{NAME} names the directory {_shown(text, exists=True)}: give the path of the credential configuration file in it.")
+        raise PipeError(f"{NAME} names {_shown(text, exists=True)}, which is not a regular file: give the path of a credential configuration file.")
+    with os.fdopen(fd, "rb") as handle:
+        data = handle.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        raise PipeError(f"{NAME} names a file of more than {MAX_BYTES // 1024} KB, far more than a credential configuration: {REGENERATE}.")
+    return data
+
+
+def _json(data: bytes) -> dict:
+    # A UTF-8 BOM is accepted: Windows editors write one, and RFC 8259 §8.1 lets parsers ignore it.
+    data = data.removeprefix(codecs.BOM_UTF8)
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or data[:2].count(0) == 1:
+        raise PipeError(f"{NAME} is UTF-16 text (as Windows PowerShell's `>` writes): save it as UTF-8, e.g. with `Out-File -Encoding utf8`.")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PipeError(f"{NAME} is not UTF-8 text: give the JSON file that gcloud writes, unchanged.") from None
+    if parsers.json_depth(text) > MAX_DEPTH:
+        raise PipeError(f"{NAME} nests JSON more than {MAX_DEPTH} levels deep, which no credential configuration does: {REGENERATE}.")
+    try:
+        info = json.loads(text, object_pairs_hook=_unique_keys)
+    except ValueError as error:  # the position only: the message never quotes the content
+        line = f" (line {error.lineno}, column {error.colno})" if isinstance(error, json.JSONDecodeError) else ""
+        raise PipeError(f"{NAME} is not valid JSON{line}: {REGENERATE}.") from None
+    if not isinstance(info, dict):
+        raise PipeError(f"{NAME} is JSON but not an object: {REGENERATE}.")
     return info
 
 
-def load(value: str | None, cwd: Path) -> dict:
-    """What the pipe's variables would be: provider, service_account, sts, iam, universe, lifetime.
+def _unique_keys(pairs: list) -> dict:
+    """Two values for one key are read differently by different parsers: refuse them."""
+    found = dict(pairs)
+    if len(found) < len(pairs):
+        seen = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise PipeError(f"{NAME} has the field {parsers.echo(twice)} twice: keep one.")
+    return found
 
-    The file names a token source (usually a file); the pipe ignores it and feeds the step token instead.
-    """
-    if not value:
-        return {}
-    info = _parse(value, cwd)
-    found = {"provider": info.get("audience")}
-    if not isinstance(info.get("service_account_impersonation_url", ""), str) or not isinstance(info.get("token_url", ""), str):
-        raise PipeError(f"{NAME} has a URL that is not a string: regenerate it with `gcloud iam workload-identity-pools create-cred-config`.")
-    impersonation = _IMPERSONATION_RE.fullmatch(info.get("service_account_impersonation_url") or "")
-    if impersonation:
-        found.update(service_account=impersonation["sa"], iam=impersonation["root"])
-    token_url = _TOKEN_URL_RE.fullmatch(info.get("token_url") or "")
-    if token_url:
-        found["sts"] = token_url["root"]
-    if info.get("universe_domain"):
-        found["universe"] = info["universe_domain"]
-    impersonation_options = info.get("service_account_impersonation") or {}
-    lifetime = impersonation_options.get("token_lifetime_seconds") if isinstance(impersonation_options, dict) else None
-    if lifetime:
-        found["lifetime"] = f"{lifetime}s"
-    for key, value in found.items():
-        if value is not None and not isinstance(value, str):
-            raise PipeError(f"{NAME} has a {key} that is not a string: regenerate it with `gcloud iam workload-identity-pools create-cred-config`.")
-    return {key: value for key, value in found.items() if value}
+
+# --- the fields ----------------------------------------------------------------------------------
+
+
+def _field(name: str) -> str:
+    return f"{NAME}'s {name}"
+
+
+def _kind(value) -> str:
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    return {str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(value), "a value")
+
+
+def _typed(info: dict, name: str, kind: type):
+    value = info.get(name)
+    if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+        expected = {str: "a string", dict: "an object", int: "a whole number"}[kind]
+        raise PipeError(f"{_field(name)} is {_kind(value)}, but it must be {expected}: {REGENERATE}.")
+    return value
+
+
+def _settings(info: dict) -> Settings:
+    kind = info.get("type")
+    if kind == "service_account":
+        raise PipeError(
+            f"{NAME} holds a service-account key (value hidden), which the pipe never takes: it is keyless, so give it the file "
+            "that `gcloud iam workload-identity-pools create-cred-config` writes, and delete the key if it was committed or shared."
+        )
+    if kind != "external_account":
+        shown = parsers.echo(kind) if isinstance(kind, str) else _kind(kind)
+        raise PipeError(f"{NAME} has type {shown}, but it must be an external_account credential configuration: {REGENERATE}.")
+    for name, why in _REFUSED.items():
+        if name in info:
+            raise PipeError(f"{_field(name)} {why}.")
+    for name in info:
+        if name not in _HONOURED:
+            raise PipeError(f"{NAME} has the field {parsers.echo(name)}, which the pipe does not know: remove it, or {REGENERATE}.")
+    settings = Settings(subject_token_type=_subject_token_type(info))
+    _audience(info, settings)
+    _universe(info, settings)
+    _token_url(info, settings)
+    _token_info_url(info, settings)  # after universe and token_url: it must name the same STS
+    _impersonation_url(info, settings)
+    _impersonation_options(info, settings)
+    _credential_source(info)
+    return settings
+
+
+def _set(settings: Settings, variable: str, value: str, name: str) -> None:
+    settings.variables[variable] = value
+    settings.fields[variable] = name
+
+
+def _audience(info: dict, settings: Settings) -> None:
+    value = _typed(info, "audience", str)
+    if value is None:
+        raise PipeError(f"{NAME} has no audience (the workload identity provider): {REGENERATE}.")
+    provider = parsers.provider(_field("audience"), value)
+    if provider.audience != value:  # google-auth sends it verbatim, and STS takes only this form
+        raise parsers.bad(_field("audience"), value, f"exactly //iam.googleapis.com/{parsers.PROVIDER_SHAPE}")
+    _set(settings, "WORKLOAD_IDENTITY_PROVIDER", provider.name, "audience")
+
+
+def _subject_token_type(info: dict) -> str:
+    value = _typed(info, "subject_token_type", str)
+    if value is None:
+        raise PipeError(f"{NAME} has no subject_token_type: {REGENERATE}.")
+    if value not in (JWT, ID_TOKEN):
+        raise parsers.bad(_field("subject_token_type"), value, f"{JWT} or {ID_TOKEN}", why="the pipe exchanges the step's OIDC token, a JWT")
+    return value
+
+
+def _universe(info: dict, settings: Settings) -> None:
+    value = _typed(info, "universe_domain", str)
+    if value is not None:
+        _set(settings, "UNIVERSE_DOMAIN", parsers.universe_domain(_field("universe_domain"), value), "universe_domain")
+
+
+def _root(info: dict, name: str, suffix: str) -> str | None:
+    """The API root of a URL that must be exactly <root><suffix>, with a root the endpoint rule accepts."""
+    value = _typed(info, name, str)
+    if value is None:
+        return None
+    expected = f"<root>{suffix}, such as https://{'iamcredentials' if 'serviceAccounts' in suffix else 'sts'}.googleapis.com{suffix}"
+    if not value.endswith(suffix):
+        raise parsers.bad(_field(name), value, f"exactly {expected}")
+    root = parsers.endpoint(_field(name), value[: -len(suffix)])
+    if root + suffix != value:  # e.g. an upper-case host or a trailing '/': the pipe would call another URL
+        raise parsers.bad(_field(name), value, f"exactly {expected}", why=f"the pipe would call {parsers.echo(root + suffix)}")
+    return root
+
+
+def _token_url(info: dict, settings: Settings) -> None:
+    root = _root(info, "token_url", "/v1/token")
+    if root is not None:
+        _set(settings, "STS_ENDPOINT", root, "token_url")
+
+
+def _token_info_url(info: dict, settings: Settings) -> None:
+    root = _root(info, "token_info_url", "/v1/introspect")
+    sts = settings.variables.get("STS_ENDPOINT") or f"https://sts.{settings.variables.get('UNIVERSE_DOMAIN', 'googleapis.com')}"
+    if root is not None and root != sts:
+        raise parsers.bad(_field("token_info_url"), info["token_info_url"], f"{sts}/v1/introspect, on the same STS as token_url")
+
+
+def _impersonation_url(info: dict, settings: Settings) -> None:
+    value = _typed(info, "service_account_impersonation_url", str)
+    if value is None:
+        return
+    name = _field("service_account_impersonation_url")
+    form = "<root>/v1/projects/-/serviceAccounts/<SERVICE_ACCOUNT_EMAIL>:generateAccessToken"
+    match = _IMPERSONATION_RE.fullmatch(value)
+    if not match:
+        raise parsers.bad(name, value, form)
+    if match["project"] != "-":
+        raise parsers.bad(name, value, form, why=f"Google requires projects/- there, not projects/{parsers.printable(match['project'])}")
+    email = parsers.service_account(name, match["sa"])
+    root = _root(info, "service_account_impersonation_url", f"/v1/projects/-/serviceAccounts/{email}:generateAccessToken")
+    _set(settings, "SERVICE_ACCOUNT", email, "service_account_impersonation_url")
+    _set(settings, "IAM_CREDENTIALS_ENDPOINT", root, "service_account_impersonation_url")
+
+
+def _impersonation_options(info: dict, settings: Settings) -> None:
+    options = _typed(info, "service_account_impersonation", dict)
+    if options is None:
+        return
+    if info.get("service_account_impersonation_url") is None:
+        raise PipeError(f"{_field('service_account_impersonation')} applies only with service_account_impersonation_url: remove it, or {REGENERATE}.")
+    for key in options:
+        if key != "token_lifetime_seconds":
+            raise PipeError(f"{_field('service_account_impersonation')} has the field {parsers.echo(key)}, which the pipe does not know: remove it.")
+    lifetime = _typed(options, "token_lifetime_seconds", int)
+    if lifetime is not None:
+        if not 1 <= lifetime <= MAX_LIFETIME:
+            raise PipeError(f"{_field('service_account_impersonation')}'s token_lifetime_seconds is {parsers.printable(str(lifetime))}, "
+                            f"but it must be from 1 to {MAX_LIFETIME}.")
+        _set(settings, "ACCESS_TOKEN_LIFETIME", f"{lifetime}s", "service_account_impersonation")
+
+
+def _credential_source(info: dict) -> None:
+    """Kept for gcloud compatibility and replaced by the step token, so only its shape is checked."""
+    source = _typed(info, "credential_source", dict)
+    if source is None:
+        return
+    name = _field("credential_source")
+    for key, value in source.items():
+        if key not in _SOURCE_KEYS:
+            raise PipeError(f"{name} has the field {parsers.echo(key)}, which is not a file, url, executable or certificate source: {REGENERATE}.")
+        if not isinstance(value, _SOURCE_KEYS[key]):
+            raise PipeError(f"{name}'s {key} is {_kind(value)}: {REGENERATE}.")
+    kinds = [kind for kind in _SOURCES if kind in source]
+    if len(kinds) != 1:
+        raise PipeError(f"{name} must have exactly one of file, url, executable or certificate (it has {len(kinds)}): {REGENERATE}.")
+    form = source.get("format", {})
+    if form.get("type", "text") not in ("text", "json") or (form.get("type") == "json" and not isinstance(form.get("subject_token_field_name"), str)):
+        raise PipeError(f"{name}'s format must be {{\"type\": \"text\"}} or {{\"type\": \"json\", \"subject_token_field_name\": …}}: {REGENERATE}.")
+
+

@@ -1,14 +1,16 @@
 """Parsers for pipe variables: each turns one raw string into a value or raises PipeError.
 
-Every rule names the variable, the value (unless it is secret) and the expected form, so a
-bad value is one line the user can act on. No parser raises anything but PipeError.
+Every rule names the variable, the value (as echo() shows it: at most 80 characters, control characters
+escaped, hidden when it could be a key or token) and the expected form, so a bad value is one line the user
+can act on. No parser raises anything but PipeError. URLs and hosts are read by pipe.urls, the one reading
+for every decision about where a token may go.
 """
 
 import ipaddress
 import re
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from pipe import redact, urls
 from pipe.errors import PipeError
 
 PROVIDER_SHAPE = "projects/<PROJECT_NUMBER>/locations/global/workloadIdentityPools/<POOL_ID>/providers/<PROVIDER_ID>"
@@ -16,10 +18,62 @@ PROVIDER_SHAPE = "projects/<PROJECT_NUMBER>/locations/global/workloadIdentityPoo
 _TRUE = {"true", "yes", "y", "on", "1"}
 _FALSE = {"false", "no", "n", "off", "0", ""}
 
+# --- Echoing values in error lines ---------------------------------------------------------------
+
+ECHO_LIMIT = 80  # characters of a value shown in an error line
+TEXT_LIMIT = 1024  # free text the pipe sends or prints (REQUEST_REASON, ID_TOKEN_AUDIENCE)
+# Key material pasted into the wrong variable: PEM blocks, key-file fields, and long base64 runs mixing
+# upper case, lower case and digits ('/' splits runs, so resource names and paths never count).
+_KEY_MARKERS = re.compile(r"-----BEGIN|PRIVATE KEY|private_key|client_secret", re.IGNORECASE)
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+_=-]{32,}")
+_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*@")
+_SECRET_WINDOW = 1024  # what looks_secret reads: echo shows 80 characters, so a secret starting among them is still caught
+
+
+def looks_secret(text: str) -> bool:
+    """Could this be a key, a token or a password? Then no error line shows it."""
+    text = text[:_SECRET_WINDOW]
+    if _KEY_MARKERS.search(text) or _URL_USERINFO.search(text) or redact.redact(text) != text:  # JWTs, ya29.…, known secrets
+        return True
+    return any(re.search("[a-z]", run) and re.search("[A-Z]", run) and re.search("[0-9]", run) for run in _BASE64_RUN.findall(text))
+
+
+def printable(text: str, limit: int = ECHO_LIMIT) -> str:
+    """Non-printing characters escaped (one line, no terminal codes) and at most `limit` characters, then …"""
+    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
+    return shown + ("…" if len(text) > limit else "")
+
+
+def echo(value: str) -> str:
+    """A value as an error line shows it: quoted with control characters escaped (repr), the first
+    80 characters only, or (hidden) when it could be a secret."""
+    if looks_secret(value):
+        return "(hidden)"
+    if len(value) <= ECHO_LIMIT:
+        return repr(value)
+    return f"{value[:ECHO_LIMIT]!r}… ({len(value)} characters)"
+
+
+# A JSON string (possessive, and its closing quote optional, so no input makes it backtrack) or a bracket.
+_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*+"?|[\[\]{}]')
+
+
+def json_depth(text: str) -> int:
+    """How deeply JSON text nests, counted without parsing: json.loads recurses once per level, so the
+    deepest input it takes depends on the interpreter's recursion limit, not on a rule of ours."""
+    depth = deepest = 0
+    for token in _JSON_TOKEN.findall(text):
+        if token in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in ("]", "}"):
+            depth -= 1
+    return deepest
+
 
 def bad(name: str, value: str, expected: str, secret: bool = False, why: str | None = None) -> PipeError:
-    """`NAME is 'value', but it must be <expected>[: <why>].` (repr keeps the message on one line)."""
-    shown = "(hidden)" if secret else repr(value)
+    """`NAME is 'value', but it must be <expected>[: <why>].` (the value as echo() shows it)."""
+    shown = "(hidden)" if secret else echo(value)
     return PipeError(f"{name} is {shown}, but it must be {expected}" + (f": {why}." if why else "."))
 
 
@@ -87,7 +141,7 @@ def provider(name: str, value: str) -> Provider:
 def _provider_hint(text: str) -> str:
     """The likeliest mistake, so the fix is in the message."""
     parts = text.split("/")
-    if len(parts) >= 2 and parts[0] == "projects" and _PROJECT_ID_RE.fullmatch(parts[1]):
+    if len(parts) >= 2 and parts[0] == "projects" and len(parts[1]) <= ECHO_LIMIT and _PROJECT_ID_RE.fullmatch(parts[1]):
         return (
             f"'{parts[1]}' is a project ID, but Workload Identity Federation needs the project NUMBER "
             f"(gcloud projects describe {parts[1]} --format='value(projectNumber)')"
@@ -105,7 +159,7 @@ def _provider_hint(text: str) -> str:
         return "pool and provider IDs are lowercase"
     prefix = re.match(_PROVIDER_RE.pattern + "(?![a-z0-9-])", text)  # a valid name, then junk
     if prefix:
-        return f"remove {text[prefix.end():]!r} after the provider ID"
+        return f"remove {echo(text[prefix.end():])} after the provider ID"
     return "it does not have that shape (pool and provider IDs are 4-32 lowercase letters, digits or hyphens, not gcp-…)"
 
 
@@ -147,13 +201,17 @@ def project_id(name: str, value: str) -> str:
 # --- Lists -------------------------------------------------------------------------------
 
 
+MAX_ITEMS = 1000  # CHOSEN: far above any real COMMAND, ENV or REGISTRIES list, and bounds the work
+
+
 def string_list(name: str, env: dict) -> list[str]:
     """A list variable: Bitbucket's NAME_COUNT/NAME_0.. form, or a comma/newline separated NAME."""
     count = env.get(f"{name}_COUNT")
     if count is not None and count.strip() != "":
         count = count.strip()
-        if not re.fullmatch(r"[0-9]+", count):  # ASCII digits only: str.isdigit() accepts '²', which int() refuses
-            raise bad(f"{name}_COUNT", count, "a whole number (Bitbucket sets it for YAML lists)")
+        # ASCII digits only (str.isdigit() accepts '²'), and few of them: int() refuses over 4300 digits.
+        if not re.fullmatch(r"[0-9]{1,4}", count) or int(count) > MAX_ITEMS:
+            raise bad(f"{name}_COUNT", count, f"a whole number from 0 to {MAX_ITEMS} (Bitbucket sets it for YAML lists)")
         items = []
         for i in range(int(count)):
             item = env.get(f"{name}_{i}")
@@ -164,7 +222,10 @@ def string_list(name: str, env: dict) -> list[str]:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return []
-    return [item.strip() for item in re.split(r"[,\n]", raw) if item.strip()]
+    items = [item.strip() for item in re.split(r"[,\n]", raw) if item.strip()]
+    if len(items) > MAX_ITEMS:
+        raise PipeError(f"{name} has {len(items)} items, but a list takes at most {MAX_ITEMS}: shorten it.")
+    return items
 
 
 # --- Images and registries -----------------------------------------------------------------
@@ -179,7 +240,6 @@ _IMAGE_RE = re.compile(
     rf"(?P<name>(?:(?P<host>{_HOST})/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*)"
     rf"(?::(?P<tag>{_TAG}))?(?:@(?P<digest>{_DIGEST}))?"
 )
-_HOST_RE = re.compile(_HOST)
 
 
 @dataclass(frozen=True)
@@ -233,15 +293,20 @@ def _image_hint(text: str) -> str | None:
     return None
 
 
+REGISTRY_FORM = "a registry host such as europe-docker.pkg.dev or registry.example.com:5000"
+
+
 def registry_host(name: str, value: str) -> str:
+    """host[:port], exactly as pipe.urls reads a netloc: nothing another client could read as another host."""
     text = value.strip().lower()
     for scheme in ("https://", "http://"):
         if text.startswith(scheme):
             text = text[len(scheme):]
-    text = text.rstrip("/")
-    if _HOST_RE.fullmatch(text):
+    text = text.removesuffix("/")
+    url = urls.parse(f"https://{text}")
+    if url is not None and url.netloc == text:
         return text
-    raise bad(name, value, "a registry host such as europe-docker.pkg.dev or registry.example.com:5000")
+    raise bad(name, value, REGISTRY_FORM, why=_url_hint(f"https://{text}"))
 
 
 # --- Endpoints ---------------------------------------------------------------------------
@@ -257,36 +322,74 @@ def is_loopback(hostname: str | None) -> bool:
 def may_carry_tokens(scheme: str, hostname: str | None) -> bool:
     return scheme == "https" or (scheme == "http" and is_loopback(hostname))
 
-_NETLOC_RE = re.compile(rf"(?:{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*|\[::1\])(?::[0-9]+)?")
+
 ENDPOINT_FORM = "an https:// URL such as https://sts.googleapis.com"
+_ROOT_PATH_RE = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)*")  # plain segments: no '.', '..', '//' or escapes
 
 
 def endpoint(name: str, value: str) -> str:
-    """An API root such as https://sts.googleapis.com. Plain http only on loopback (local emulators)."""
-    text = value.strip().rstrip("/")
-    try:
-        parts = urlsplit(text)
-        port = parts.port  # raises ValueError on a malformed or out-of-range port
-    except ValueError:  # also urlsplit's own, e.g. on an unclosed '[' of an IPv6 host
-        raise bad(name, value, ENDPOINT_FORM) from None
-    # The pipe appends /v1/token etc.: a query, fragment, user or odd character would corrupt the URL.
-    # The netloc itself is checked, as urlsplit reads a hostname even out of '][::1'.
-    if (
-        "?" in text or "#" in text or port == 0
-        or not _NETLOC_RE.fullmatch(parts.netloc)
-        or not re.fullmatch(r"[A-Za-z0-9._~/-]*", parts.path)
-    ):
-        raise bad(name, value, ENDPOINT_FORM)
-    if may_carry_tokens(parts.scheme, parts.hostname):
-        return f"{parts.scheme}://{parts.netloc}{parts.path}"  # the scheme lowercased
-    raise bad(name, value, ENDPOINT_FORM, why="tokens are never sent over plain http except to localhost")
+    """An API root such as https://sts.googleapis.com, read by pipe.urls. Plain http only on loopback (local emulators)."""
+    text = value.strip()
+    url = urls.parse(text.removesuffix("/"))
+    # The pipe appends /v1/token etc.: a query, or a path another client would normalise, would change the URL.
+    if url is None or url.query is not None or not _ROOT_PATH_RE.fullmatch(url.path):
+        raise bad(name, value, ENDPOINT_FORM, why=_url_hint(text))
+    if not urls.may_carry_tokens(url):
+        raise bad(name, value, ENDPOINT_FORM, why="tokens are never sent over plain http except to localhost")
+    return str(url)
+
+
+def _url_hint(text: str) -> str | None:
+    """Why pipe.urls refused a URL, in the user's terms."""
+    scheme, _, rest = text.partition("://")
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if scheme.lower() not in ("http", "https"):
+        return "it must start with https://"
+    if "\\" in text:  # WHATWG reads it as '/', Python's urllib as part of the host or user name
+        return "no backslashes"
+    if "@" in authority:
+        return "no user name or password in the URL"
+    if not text.isascii():
+        return "ASCII only (write an international domain name in its xn-- form)"
+    if "?" in text or "#" in text:
+        return "no query or fragment: the pipe appends the API path"
+    if any(c.isspace() for c in text):
+        return "it contains spaces"
+    return None
 
 
 def universe_domain(name: str, value: str) -> str:
+    """A DNS domain under which sts.<domain> and iamcredentials.<domain> are read by pipe.urls as written."""
     text = value.strip().lower()
-    if re.fullmatch(rf"{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})+", text):
+    url = urls.parse(f"https://sts.{text}")
+    if url is not None and url.netloc == f"sts.{text}" and re.search(r"\.[a-z][a-z0-9-]*$", text):
         return text
     raise bad(name, value, "a domain such as googleapis.com")
+
+
+_CLIENT_ID_RE = re.compile(r"[0-9]+-[a-z0-9]+\.apps\.googleusercontent\.com")
+AUDIENCE_FORM = (
+    "a Cloud Run or Cloud Functions URL such as https://my-service-abc123-uc.a.run.app, "
+    "or an IAP OAuth client ID such as 123456789012-abc123.apps.googleusercontent.com"
+)
+
+
+def id_token_audience(name: str, value: str) -> str:
+    """The audience of a minted ID token: printed in the log and sent to generateIdToken, so only these two forms."""
+    text = value.strip()
+    if len(text) <= TEXT_LIMIT:
+        if _CLIENT_ID_RE.fullmatch(text):
+            return text
+        url = urls.parse(text)
+        if url is not None:
+            return str(url)
+    if len(text) > TEXT_LIMIT:
+        why = f"at most {TEXT_LIMIT} characters"
+    elif text.lower().endswith(".apps.googleusercontent.com"):
+        why = "a client ID is <digits>-<lowercase letters and digits>.apps.googleusercontent.com"
+    else:
+        why = _url_hint(text)
+    raise bad(name, value, AUDIENCE_FORM, why=why)
 
 
 SCOPE_PREFIX = "https://www.googleapis.com/auth/"
@@ -296,7 +399,7 @@ _SCOPE_RE = re.compile(r"https://[a-z0-9.-]+/[A-Za-z0-9._/-]+|[A-Za-z0-9._-]+")
 def scope(name: str, value: str) -> str:
     """An OAuth scope URL, or its short name (cloud-platform) under https://www.googleapis.com/auth/."""
     text = value.strip()
-    if not _SCOPE_RE.fullmatch(text):
+    if len(text) > TEXT_LIMIT or not _SCOPE_RE.fullmatch(text):  # sent to Google: bounded like all free text
         raise bad(name, value, "a scope URL such as https://www.googleapis.com/auth/cloud-platform, or cloud-platform")
     return text if text.startswith("https://") else SCOPE_PREFIX + text
 
@@ -321,11 +424,12 @@ def env_entry(name: str, item: str, environ: dict) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not _ENV_NAME_RE.fullmatch(key):  # only the name is shown: the value may be a secret
         raise PipeError(
-            f"{name} has the entry {key!r}, but each entry must be NAME=VALUE or NAME "
+            f"{name} has the entry {echo(key)}, but each entry must be NAME=VALUE or NAME "
             "(letters, digits and underscores, not starting with a digit)."
         )
     if sep:
         return key, value
+    shown = key if echo(key) == repr(key) else "NAME"  # a valid name, but maybe a pasted secret or 100 KB long
     if key in _NEVER_FORWARDED:
         raise PipeError(
             f"{name} forwards {key}, but the step's token is never passed as a variable: remove it, and set "
@@ -333,8 +437,8 @@ def env_entry(name: str, item: str, environ: dict) -> tuple[str, str]:
         )
     if key not in environ:
         raise PipeError(
-            f"{name} forwards {key}, but the pipe has no such variable: pass it as {key}=VALUE "
-            f"or add {key}: ${key} to the pipe's variables."
+            f"{name} forwards {echo(key) if shown == 'NAME' else key}, but the pipe has no such variable: pass it as {shown}=VALUE "
+            f"or add {shown}: ${shown} to the pipe's variables."
         )
     return key, environ[key]
 

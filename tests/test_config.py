@@ -1,5 +1,6 @@
 """Unit tests for action derivation, registry allow-listing and the variable table."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,8 @@ import pytest
 from pipe import config, registry
 from pipe.errors import PipeError
 from pipe.parsers import image
+from tests.figures import probe
+from tests.test_bad_input import gcloud_config
 
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"
 IMAGE = "us-docker.pkg.dev/my-proj/tools/builder:1.4"
@@ -95,3 +98,79 @@ def test_pull_without_a_docker_service_says_so_before_minting(capsys):
     assert code == 1
     assert "add `services: [docker]` to the step" in out
     assert "Google" not in out  # refused before any token exchange
+
+
+# --- where tokens go: every host outside Google is named, with who chose it ------------------------
+
+SA = "puller@my-proj.iam.gserviceaccount.com"
+
+
+def gcloud_file(**changes) -> str:
+    """gcloud's create-cred-config output (see tests/test_config_file.py), as the JSON form of GOOGLE_OIDC_CONFIG_FILE."""
+    return json.dumps(gcloud_config(**changes))
+
+
+def test_google_hosts_and_loopback_raise_no_warning():
+    for env in ({}, {"SERVICE_ACCOUNT": SA}, {"STS_ENDPOINT": "https://sts-xyz.p.googleapis.com", "SERVICE_ACCOUNT": SA},
+                {"STS_ENDPOINT": "http://127.0.0.1:8765", "IAM_CREDENTIALS_ENDPOINT": "http://[::1]:8765", "SERVICE_ACCOUNT": SA},
+                {"REGISTRIES": "localhost:5000,europe-docker.pkg.dev", "IMAGE": IMAGE}):
+        assert config.token_destination_warnings(load(**env)) == [], env
+
+
+@pytest.mark.parametrize("env, host, chooser", [
+    ({"STS_ENDPOINT": "https://sts.googleapis.com.evil.example"}, "sts.googleapis.com.evil.example", "STS_ENDPOINT"),
+    ({"STS_ENDPOINT": "https://evil-googleapis.com"}, "evil-googleapis.com", "STS_ENDPOINT"),
+    ({"SERVICE_ACCOUNT": SA, "IAM_CREDENTIALS_ENDPOINT": "https://iam.example.com"}, "iam.example.com", "IAM_CREDENTIALS_ENDPOINT"),
+])
+def test_a_variable_naming_a_host_outside_google_is_warned(env, host, chooser):
+    with probe(f"token to {host} by variable"):
+        lines = config.token_destination_warnings(load(**env))
+        assert len(lines) == 1 and host in lines[0] and f"because {chooser} says so" in lines[0] and f"unset {chooser}" in lines[0]
+
+
+def test_a_universe_set_by_variable_is_the_users_choice():
+    cfg = load(UNIVERSE_DOMAIN="example-universe.goog", SERVICE_ACCOUNT=SA)
+    assert cfg.token_url == "https://sts.example-universe.goog/v1/token"
+    assert config.token_destination_warnings(cfg) == []
+    # ...but an endpoint outside both is still named
+    lines = config.token_destination_warnings(load(UNIVERSE_DOMAIN="example-universe.goog", STS_ENDPOINT="https://sts.example.com"))
+    assert len(lines) == 1 and "sts.example.com" in lines[0] and "outside googleapis.com and example-universe.goog" in lines[0]
+
+
+@pytest.mark.parametrize("changes, host, field_name", [
+    ({"token_url": "https://sts.evil.example/v1/token"}, "sts.evil.example", "token_url"),
+    ({"universe_domain": "evil.example", "token_url": None}, "sts.evil.example", "universe_domain"),
+    ({"service_account_impersonation_url": f"https://iam.evil.example/v1/projects/-/serviceAccounts/{SA}:generateAccessToken"},
+     "iam.evil.example", "service_account_impersonation_url"),
+])
+def test_a_config_file_choosing_a_host_outside_google_is_warned_by_name(changes, host, field_name):
+    """A universe chosen by a committed file is not the user's choice: its hosts are named."""
+    with probe(f"config file sends a token to {host}"):
+        cfg = config.load({"GOOGLE_OIDC_CONFIG_FILE": gcloud_file(**changes)}, Path("/build"))
+        lines = [line for line in config.token_destination_warnings(cfg) if host in line]
+        assert len(lines) == 1, config.token_destination_warnings(cfg)
+        assert f"because GOOGLE_OIDC_CONFIG_FILE's {field_name} says so" in lines[0] and "anyone who can push" in lines[0]
+
+
+def test_registries_outside_google_are_warned():
+    cfg = load(REGISTRIES="registry.example.com:5000,localhost:5000,gcr.io", IMAGE="registry.example.com:5000/p/i:1")
+    lines = config.token_destination_warnings(cfg)
+    assert len(lines) == 1 and "registry registry.example.com:5000" in lines[0] and "REGISTRIES" in lines[0]
+
+
+def test_setup_sends_nothing_so_warns_nothing():
+    assert config.token_destination_warnings(load(ACTION="setup", STS_ENDPOINT="https://sts.example.com")) == []
+
+
+def test_sources_say_who_chose_each_setting():
+    cfg = config.load({"GOOGLE_OIDC_CONFIG_FILE": gcloud_file(universe_domain="example-universe.goog", token_url=None,
+                                                              service_account_impersonation_url=None),
+                       "SERVICE_ACCOUNT": SA}, Path("/build"))
+    assert cfg.sources == {
+        "WORKLOAD_IDENTITY_PROVIDER": "GOOGLE_OIDC_CONFIG_FILE's audience",
+        "SERVICE_ACCOUNT": "SERVICE_ACCOUNT",
+        "UNIVERSE_DOMAIN": "GOOGLE_OIDC_CONFIG_FILE's universe_domain",
+        "STS_ENDPOINT": "GOOGLE_OIDC_CONFIG_FILE's universe_domain",
+        "IAM_CREDENTIALS_ENDPOINT": "GOOGLE_OIDC_CONFIG_FILE's universe_domain",
+    }
+    assert load().sources == {"WORKLOAD_IDENTITY_PROVIDER": "WORKLOAD_IDENTITY_PROVIDER"}

@@ -1,9 +1,12 @@
 """Unit tests for the variable parsers: each rule accepts what users write and names the fix for the rest."""
 
+import time
+
 import pytest
 
 from pipe import parsers
 from pipe.errors import PipeError
+from tests.figures import probe
 
 NAME = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"
 
@@ -115,3 +118,161 @@ def test_durations():
     for value in ("0s", "43201s", "1h", "-5s"):
         with pytest.raises(PipeError, match="between 1s and 43200s"):
             parsers.seconds("ACCESS_TOKEN_LIFETIME", value, 1, 43200)
+
+
+# --- echoing values: bounded, one line, never a secret -----------------------------------------------
+
+def test_echo_quotes_short_values_and_escapes_control_characters():
+    assert parsers.echo("deploy") == "'deploy'"
+    assert parsers.echo("a\nb\x1b[31m\u202e") == "'a\\nb\\x1b[31m\\u202e'"
+
+
+def test_echo_shows_the_first_80_characters_of_a_long_value():
+    with probe("100 KB value echoed"):
+        shown = parsers.echo("a" * 100_000)
+        assert shown == repr("a" * 80) + "… (100000 characters)"
+
+
+@pytest.mark.parametrize("secret", [
+    "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----",
+    '{"type": "service_account", "private_key": "x"}',
+    "MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7VJTUt9Us8cKj",  # a base64 run mixing cases and digits
+    "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl",
+    "ya29.a0AfH6SMBx3kq-secret",
+    "https://robot:hunter2@registry.example.com",
+    "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 client_secret",
+])
+def test_key_and_token_shapes_are_hidden(secret):
+    with probe(f"secret shape {secret[:12]!r} echoed"):
+        message = parsers.bad("SERVICE_ACCOUNT", secret, "a service account e-mail").message
+        assert message.startswith("SERVICE_ACCOUNT is (hidden), but")
+
+
+@pytest.mark.parametrize("value", [
+    "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider",
+    "us-docker.pkg.dev/my-project/tools/builder@sha256:" + "4f1c2a9e0b7d3c5e" * 4,
+    "Deployer@my-project.iam.gserviceaccount.com",
+])
+def test_names_paths_and_digests_are_not_mistaken_for_secrets(value):
+    assert not parsers.looks_secret(value)
+
+
+def test_printable_escapes_and_bounds():
+    assert parsers.printable("ok\x1b[2J", 80) == "ok\\x1b[2J"
+    assert parsers.printable("x" * 300, 256) == "x" * 256 + "…"
+
+
+# --- lists, URLs, hosts and audiences ------------------------------------------------------------------
+
+@pytest.mark.parametrize("count", ["9" * 5000, "1001", "00001001"])
+def test_list_counts_are_bounded_without_int_errors(count):
+    with probe(f"_COUNT of {len(count)} digits"), pytest.raises(PipeError, match=r"ENV_COUNT is .*from 0 to 1000"):
+        parsers.string_list("ENV", {"ENV_COUNT": count})
+
+
+def test_comma_lists_are_bounded_too():
+    assert len(parsers.string_list("ENV", {"ENV": ",".join(["A=1"] * 1000)})) == 1000
+    with pytest.raises(PipeError, match="ENV has 1001 items"):
+        parsers.string_list("ENV", {"ENV": ",".join(["A=1"] * 1001)})
+
+
+@pytest.mark.parametrize("value, why", [
+    ("https://sts.googleapis.com\\@evil.example", "no backslashes"),
+    ("https://evil.example\\.sts.googleapis.com", "no backslashes"),
+    ("https://user:pw@sts.googleapis.com", "no user name or password"),
+    ("https://sts.googleapis.com#frag", "no query or fragment"),
+    ("https://stś.googleapis.com", "ASCII only"),
+    ("http://127.1:8765", None),  # IPv4 shorthand: 127.0.0.1 to some readers, a name to others
+    ("https://sts.googleapis.com/a/../b", None),
+    ("https://sts.googleapis.com/%2e%2e", None),
+    ("ftp://sts.googleapis.com", "https://"),
+    ("http://sts.example.com", "plain http"),
+])
+def test_endpoints_take_only_what_every_client_reads_alike(value, why):
+    with probe(f"endpoint {value}"), pytest.raises(PipeError) as error:
+        parsers.endpoint("STS_ENDPOINT", value)
+    assert parsers.ENDPOINT_FORM in error.value.message
+    if why:
+        assert why in error.value.message
+
+
+@pytest.mark.parametrize("value, kept", [
+    ("HTTPS://STS.googleapis.com/", "https://sts.googleapis.com"),
+    ("http://127.0.0.2:8765", "http://127.0.0.2:8765"),  # all of 127/8 is loopback
+    ("http://[::1]:8765/private/sts", "http://[::1]:8765/private/sts"),
+    ("https://sts-xyz.p.googleapis.com", "https://sts-xyz.p.googleapis.com"),
+])
+def test_endpoints_that_are_kept(value, kept):
+    assert parsers.endpoint("STS_ENDPOINT", value) == kept
+
+
+@pytest.mark.parametrize("value", ["127.1:5000", "registry.example.com.", "gcr.io@evil.example", "REGISTRY.example.com:0500",
+                                   "registry.example.com:99999", "registry.example.com/path", "xn--bcher-kva.example\\x"])
+def test_registry_hosts_are_exact_netlocs(value):
+    with probe(f"registry {value}"), pytest.raises(PipeError, match="a registry host such as"):
+        parsers.registry_host("REGISTRIES", value)
+
+
+@pytest.mark.parametrize("value, kept", [("https://Registry.Example.com:5000/", "registry.example.com:5000"), ("[::1]:5000", "[::1]:5000"),
+                                         ("localhost:5000", "localhost:5000")])
+def test_registry_hosts_that_are_kept(value, kept):
+    assert parsers.registry_host("REGISTRIES", value) == kept
+
+
+@pytest.mark.parametrize("value, kept", [
+    ("https://my-service-abc123-uc.a.run.app", "https://my-service-abc123-uc.a.run.app"),
+    ("https://us-central1-my-project.cloudfunctions.net/hello", "https://us-central1-my-project.cloudfunctions.net/hello"),
+    ("123456789012-abc123def456.apps.googleusercontent.com", "123456789012-abc123def456.apps.googleusercontent.com"),
+])
+def test_id_token_audiences_that_are_kept(value, kept):
+    assert parsers.id_token_audience("ID_TOKEN_AUDIENCE", value) == kept
+
+
+@pytest.mark.parametrize("value", ["https://x.run.app\n\x1b[32m✔ The script succeeded.", "my-service", "https://" + "a" * 1100 + ".run.app",
+                                   "123-ABC.apps.googleusercontent.com", "https://x.run.app#frag"])
+def test_id_token_audiences_that_are_refused(value):
+    with probe(f"ID_TOKEN_AUDIENCE {value[:20]!r}"), pytest.raises(PipeError, match="ID_TOKEN_AUDIENCE is .*Cloud Run") as error:
+        parsers.id_token_audience("ID_TOKEN_AUDIENCE", value)
+    assert error.value.message.isprintable()
+
+
+@pytest.mark.parametrize("value", ["10.0.0.1", "googleapis", "a.0", "-x.example", "x_y.example", "https://googleapis.com"])
+def test_universe_domains_are_names_pipe_urls_reads(value):
+    with pytest.raises(PipeError, match="UNIVERSE_DOMAIN is .*a domain"):
+        parsers.universe_domain("UNIVERSE_DOMAIN", value)
+
+
+def test_env_names_that_could_be_secrets_are_not_repeated():
+    name = "A" * 200
+    with pytest.raises(PipeError) as error:
+        parsers.env_entry("ENV", name, {})
+    assert name[:81] not in error.value.message and "pass it as NAME=VALUE" in error.value.message
+
+
+HOSTILE = {"run": "a" * 100_000, "dashes": "a-" * 50_000 + "!", "dots": "a." * 50_000 + "!", "slashes": "a/" * 50_000 + "!",
+           "scheme": "https://" + "a." * 50_000, "schemes": "a://" * 30_000, "digits": "1" * 100_000, "colons": "a:" * 50_000}
+PARSERS = [("WORKLOAD_IDENTITY_PROVIDER", parsers.provider), ("SERVICE_ACCOUNT", parsers.service_account), ("PROJECT_ID", parsers.project_id),
+           ("IMAGE", parsers.image), ("REGISTRIES", parsers.registry_host), ("STS_ENDPOINT", parsers.endpoint),
+           ("UNIVERSE_DOMAIN", parsers.universe_domain), ("ACCESS_TOKEN_SCOPES", parsers.scope), ("REQUEST_REASON", parsers.header_value),
+           ("ID_TOKEN_AUDIENCE", parsers.id_token_audience), ("DEBUG", parsers.boolean)]
+
+
+@pytest.mark.parametrize("shape", HOSTILE)
+def test_100_kb_values_are_refused_quickly_in_one_bounded_line(shape):
+    """No rule backtracks on long input (an echo check once took 17 s on 100 KB)."""
+    with probe(f"100 KB {shape} value"):
+        for name, parse in PARSERS:
+            started = time.monotonic()
+            with pytest.raises(PipeError) as error:
+                parse(name, HOSTILE[shape])
+            assert time.monotonic() - started < 1, name
+            assert error.value.message.isprintable() and len(error.value.message) < 1200
+
+
+@pytest.mark.parametrize("text", ['"\\' * 30_000, '"' * 65_536, '"' + "a" * 65_536, "[" * 65_536, '{"a":' * 13_000])
+def test_json_depth_is_linear_on_hostile_text(text):
+    """The depth check stands in front of json.loads for config files and token payloads: it must not backtrack."""
+    with probe(f"json depth of {text[:6]!r}…"):
+        started = time.monotonic()
+        parsers.json_depth(text)
+        assert time.monotonic() - started < 1

@@ -1,12 +1,16 @@
 """Properties of every parser: any text gives a value or a one-line PipeError, and valid values round-trip."""
 
+import base64
+import json
 import string
+from pathlib import Path
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipe import parsers
+from pipe import config_file, oidc, parsers, urls
 from pipe.errors import PipeError
+from tests.test_bad_input import gcloud_config, jwt
 
 FAST = settings(max_examples=300, deadline=None)  # any text: the crash hunt
 ROUND_TRIP = settings(max_examples=150, deadline=None)  # generated valid values: fewer suffice
@@ -48,7 +52,8 @@ TAG = st.builds(lambda a, rest: a + rest, st.sampled_from(string.ascii_letters +
                 st.text(alphabet=string.ascii_letters + string.digits + "_.-", max_size=127))
 DIGEST = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64).map("sha256:".__add__)
 LABEL = st.one_of(st.sampled_from(LOWER_ALNUM), word(LOWER_ALNUM, LOWER_ALNUM + "-", LOWER_ALNUM, 0, 12))
-HOST = st.lists(LABEL, min_size=2, max_size=4).map(".".join)
+TOP_LABEL = word(string.ascii_lowercase, LOWER_ALNUM + "-", LOWER_ALNUM, 0, 6)  # a name, not a number: `a.0` is no host
+HOST = st.builds(lambda labels, top: ".".join([*labels, top]), st.lists(LABEL, min_size=1, max_size=3), TOP_LABEL)
 PORT = st.integers(1, 65535)
 ACCOUNT_ID = word(string.ascii_lowercase, LOWER_ALNUM + "-", LOWER_ALNUM, 4, 28)
 PROJECT = ACCOUNT_ID  # the same rule: 6-30, a letter first, no trailing hyphen
@@ -56,12 +61,15 @@ ENV_NAME = st.builds(lambda a, rest: a + rest, st.sampled_from(string.ascii_lett
                      st.text(alphabet=string.ascii_letters + string.digits + "_", max_size=12))
 
 
+MAX_LINE = 1200  # the longest template plus 80 echoed characters, each escaped to at most 10
+
+
 def returns_or_pipe_error(parse, *args):
-    """The contract: a value, or a PipeError whose message is one line naming the variable."""
+    """The contract: a value, or a PipeError whose message is one printable line of bounded length naming the variable."""
     try:
         return parse(*args)
     except PipeError as error:
-        assert "\n" not in error.message and "\r" not in error.message
+        assert error.message.isprintable() and len(error.message) < MAX_LINE, error.message
         assert error.message.startswith(args[0]) or args[0] in error.message
         return error
 
@@ -85,6 +93,7 @@ def test_text_parsers_return_or_raise_pipe_error(value):
         ("DEBUG", parsers.boolean),
         ("ACCESS_TOKEN_SCOPES", parsers.scope),
         ("REQUEST_REASON", parsers.header_value),
+        ("ID_TOKEN_AUDIENCE", parsers.id_token_audience),
     ]:
         returns_or_pipe_error(parse, name, value)
 
@@ -171,8 +180,9 @@ def test_a_valid_endpoint_is_kept_and_stays_safe_to_extend(host, port, path):
 def test_an_accepted_endpoint_is_https_or_loopback_http(value):
     result = returns_or_pipe_error(parsers.endpoint, "STS_ENDPOINT", value)
     if not isinstance(result, PipeError):
-        assert result.startswith("https://") or result.split("/")[2].rsplit(":", 1)[0] in ("127.0.0.1", "localhost", "[::1]")
-        assert not any(c in result for c in "?#@ ") and result.replace("[::1]", "").count("[") == 0
+        url = urls.parse(result)  # one reading: what the pipe keeps is what pipe.urls reads, unchanged
+        assert url is not None and str(url) == result and urls.may_carry_tokens(url)
+        assert not any(c in result for c in "?#@ \\%") and not result.endswith("/")
 
 
 @ROUND_TRIP
@@ -233,3 +243,135 @@ def test_accepted_scopes_and_header_values_are_safe_on_the_wire(value):
 def test_short_scope_names_expand(short):
     assert parsers.scope("ACCESS_TOKEN_SCOPES", short) == parsers.SCOPE_PREFIX + short
     assert parsers.scope("ACCESS_TOKEN_SCOPES", parsers.SCOPE_PREFIX + short) == parsers.SCOPE_PREFIX + short
+
+
+@FAST
+@given(TEXT)
+@example("127.1:5000")
+@example("registry.example.com.")
+def test_an_accepted_registry_host_is_exactly_a_netloc_pipe_urls_reads(value):
+    result = returns_or_pipe_error(parsers.registry_host, "REGISTRIES", value)
+    if not isinstance(result, PipeError):
+        assert urls.parse(f"https://{result}").netloc == result == result.lower()
+
+
+@FAST
+@given(TEXT)
+@example("https://svc.a.run.app\n\x1b[32m✔ forged")
+def test_an_accepted_id_token_audience_is_a_url_or_client_id(value):
+    result = returns_or_pipe_error(parsers.id_token_audience, "ID_TOKEN_AUDIENCE", value)
+    if not isinstance(result, PipeError):
+        assert result.isprintable() and result.isascii() and len(result) <= parsers.TEXT_LIMIT
+        assert urls.parse(result) is not None or result.endswith(".apps.googleusercontent.com")
+
+
+# --- echoing values ----------------------------------------------------------------------------
+
+@FAST
+@given(st.one_of(TEXT, st.text(min_size=81, max_size=400)))
+def test_an_echoed_value_is_one_short_printable_piece(value):
+    shown = parsers.echo(value)
+    assert shown.isprintable() and len(shown) < 900
+    assert shown == "(hidden)" or repr(value[: parsers.ECHO_LIMIT]) in shown
+
+
+BASE64_KEY = st.binary(min_size=24, max_size=300).map(lambda b: base64.b64encode(b).decode().rstrip("="))
+URLSAFE = st.binary(min_size=16, max_size=300).map(lambda b: base64.urlsafe_b64encode(b).decode().rstrip("="))  # token alphabet
+MIXED = BASE64_KEY.filter(lambda k: any(c.isupper() for c in k) and any(c.islower() for c in k) and any(c.isdigit() for c in k)
+                          and max(map(len, k.split("/"))) >= 32)  # what the rule calls key material: a long mixed run
+
+
+@FAST
+@given(TEXT, st.one_of(MIXED, URLSAFE.map("ya29.a0".__add__), URLSAFE.map(lambda k: jwt({"k": k}))), TEXT)
+def test_key_or_token_material_is_never_echoed(before, secret, after):
+    message = parsers.bad("SERVICE_ACCOUNT", before + secret + after, "a service account e-mail").message
+    assert secret not in message and secret[:40] not in message
+
+
+# --- the step token ----------------------------------------------------------------------------
+
+JSON = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20)),
+    lambda children: st.one_of(st.lists(children, max_size=4), st.dictionaries(st.text(max_size=8), children, max_size=4)),
+    max_leaves=20,
+)
+CLAIM_NAMES = st.sampled_from(["aud", "exp", "iat", "iss", "sub", "branchName", "repositoryUuid"])
+
+
+@FAST
+@given(st.one_of(JSON, st.dictionaries(CLAIM_NAMES, JSON, max_size=5)))
+@example({"aud": ["x", 5]})
+@example({"exp": 10**400})
+def test_any_token_payload_is_read_or_refused_in_one_line_and_never_breaks_a_message(payload):
+    token = jwt(json.dumps(payload))
+    try:
+        step = oidc.read({"OIDC_TOKEN": token}, now=0)
+    except PipeError as error:
+        assert error.message.isprintable() and token not in error.message
+        return
+    assert all(isinstance(a, str) and a.isprintable() for a in step.audiences)
+    for name in ("aud", "exp", "iat", "iss", "sub", "branchName", "missing"):
+        text = step.claim(name)
+        assert isinstance(text, str) and text.isprintable() and len(text) <= oidc.CLAIM_LIMIT + 1
+
+
+@FAST
+@given(st.one_of(TEXT, st.text(alphabet=string.ascii_letters + string.digits + "-_.=", max_size=200)))
+def test_any_token_text_is_decoded_or_refused_without_echo(value):
+    try:
+        oidc.decode_claims(value, "OIDC_TOKEN")
+    except PipeError as error:
+        # One of two fixed sentences (with the length): no room for any part of the token.
+        reason, hidden, fix = error.message.replace(str(len(value)), "#", 1).partition(" (value hidden): ")
+        assert reason in ("OIDC_TOKEN is not a JWT", "OIDC_TOKEN is # characters long, far more than a JWT from Bitbucket ever is"), error.message
+        assert hidden and fix == "pass Bitbucket's $BITBUCKET_STEP_OIDC_TOKEN unchanged."
+
+
+# --- GOOGLE_OIDC_CONFIG_FILE ---------------------------------------------------------------------
+
+FIELDS = st.sampled_from(sorted(gcloud_config()) + ["token_info_url", "service_account_impersonation", "quota_project_id", "zzz"])
+
+
+@FAST
+@given(st.dictionaries(FIELDS, JSON, max_size=3))
+@example({"service_account_impersonation": {"token_lifetime_seconds": True}})
+@example({"credential_source": {"format": []}})
+def test_a_config_file_with_any_field_values_is_read_or_refused_in_one_line(changes):
+    text = json.dumps(gcloud_config(**changes))
+    try:
+        settings = config_file.load(text, Path("/nonexistent"))
+    except PipeError as error:
+        assert error.message.startswith(config_file.NAME) and error.message.isprintable() and len(error.message) < MAX_LINE
+        return
+    # Accepted: every value is one the variables' own parsers take unchanged.
+    for variable, parse in (("WORKLOAD_IDENTITY_PROVIDER", lambda n, v: parsers.provider(n, v).name), ("SERVICE_ACCOUNT", parsers.service_account),
+                            ("STS_ENDPOINT", parsers.endpoint), ("IAM_CREDENTIALS_ENDPOINT", parsers.endpoint),
+                            ("UNIVERSE_DOMAIN", parsers.universe_domain)):
+        if variable in settings.variables:
+            assert parse(variable, settings.variables[variable]) == settings.variables[variable]
+
+
+@FAST
+@given(st.binary(max_size=300))
+def test_any_bytes_as_a_config_file_are_read_or_refused_in_one_line(tmp_path_factory, data):
+    directory = tmp_path_factory.mktemp("clone")
+    (directory / "cred.json").write_bytes(data)
+    try:
+        config_file.load("cred.json", directory)
+    except PipeError as error:
+        assert error.message.startswith(config_file.NAME) and error.message.isprintable()
+
+
+def nesting(value) -> int:
+    if isinstance(value, list):
+        return 1 + max(map(nesting, value), default=0)
+    if isinstance(value, dict):
+        return 1 + max(map(nesting, value.values()), default=0)
+    return 0
+
+
+@FAST
+@given(JSON, st.booleans())
+@example(["]]]", {"b": '\\"[['}], False)
+def test_json_depth_counts_what_json_would_nest(value, indent):
+    assert parsers.json_depth(json.dumps(value, indent=2 if indent else None)) == nesting(value)
