@@ -180,13 +180,7 @@ def run(
     try:
         stream = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
         container.start()
-        for out, err in stream:
-            if out:
-                sys.stdout.buffer.write(out)
-                sys.stdout.flush()
-            if err:
-                sys.stderr.buffer.write(err)
-                sys.stderr.flush()
+        _copy_redacted(stream)
         status = container.wait()["StatusCode"]
         if status == OOM_EXIT:
             cause = "was OOM-killed" if _oom_killed(container) else "was killed (SIGKILL), usually for lack of memory"
@@ -223,6 +217,20 @@ def _refusal(explanation: str, network: str | None) -> str:
     if network and re.search(r"network \S+ not found", explanation):
         return f"NETWORK is '{network}', but the docker service has no such network: create it first, or remove NETWORK."
     return f"The docker service refused to create the run container: {explanation}"
+
+
+def _copy_redacted(stream) -> None:
+    """The container's output as it streams, with every token the step knows (and its common encodings) redacted:
+    a script could print the mounted step token, or a token an endpoint echoed."""
+    outputs = ((sys.stdout, redact.StreamRedactor()), (sys.stderr, redact.StreamRedactor()))
+    for chunks in stream:  # (stdout bytes | None, stderr bytes | None)
+        for chunk, (target, redactor) in zip(chunks, outputs, strict=True):
+            if chunk:
+                target.buffer.write(redactor.feed(chunk))
+                target.flush()
+    for target, redactor in outputs:  # the tail held back in case it began a token
+        target.buffer.write(redactor.close())
+        target.flush()
 
 
 def _oom_killed(container) -> bool:
