@@ -16,8 +16,6 @@ from pipe.errors import PipeError
 from pipe.oidc import StepToken
 from pipe.transport import Transport
 
-JWT_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:jwt"
-
 
 class _StepTokenSupplier(identity_pool.SubjectTokenSupplier):
     """Hands google-auth the step token from memory: no token file is written."""
@@ -43,7 +41,7 @@ class Minted:
 def federated_credentials(cfg: Config, step: StepToken, scopes) -> identity_pool.Credentials:
     return identity_pool.Credentials(
         audience=cfg.provider.audience,
-        subject_token_type=JWT_TOKEN_TYPE,
+        subject_token_type=cfg.subject_token_type,
         token_url=cfg.token_url,
         subject_token_supplier=_StepTokenSupplier(step.value),
         scopes=list(scopes),

@@ -226,7 +226,7 @@ def run_doctor(cfg: Config, env: dict, transport, out=print) -> bool:
     for check in CHECKS:
         result = check(run)
         results.append(result)
-        out(redact.redact(result.line))
+        out(redact.printable(result.line))
     failed = sum(result.ok is False for result in results)
     if failed:
         out(f"{failed} check(s) failed: apply the fix after each ✖, top to bottom, then run ACTION: doctor again.")

@@ -6,10 +6,9 @@ the Docker SDK only for pull and run.
 
 import logging
 import os
-import shutil
 import signal
 import sys
-import traceback
+from contextlib import ExitStack
 from pathlib import Path
 
 from bitbucket_pipes_toolkit import Pipe
@@ -38,9 +37,16 @@ class KeylessPipe(Pipe):
             debug = False
         logging.getLogger().setLevel(logging.DEBUG if debug else logging.INFO)
 
+    @staticmethod
+    def success(message: str, do_exit: bool = False):
+        """One ✔ line: redacted, with any control character from an input escaped."""
+        Pipe.success(redact.printable(message), do_exit=do_exit)
+
     def run(self):
         super().run()
         cfg = config.load(self.env, Path.cwd())
+        for line in config.token_destination_warnings(cfg):  # before anything goes anywhere
+            log.warning(line)
         if cfg.action == "doctor":
             return self._doctor(cfg)
         # setup only reads the claims, so an expired token still describes the step well enough.
@@ -49,7 +55,7 @@ class KeylessPipe(Pipe):
         if cfg.action == "setup":
             from pipe import setup_plan
 
-            print(setup_plan.render(cfg, step, cfg.restrict_to), flush=True)
+            print("\n".join(redact.printable(line) for line in setup_plan.render(cfg, step, cfg.restrict_to).split("\n")), flush=True)
             return 0
         log.debug(f"Step token: iss={step.claim('iss')} aud={step.audiences} lifetime={_lifetime(step)}")
 
@@ -63,6 +69,10 @@ class KeylessPipe(Pipe):
 
             client = container.connect()  # fail on a missing `services: [docker]` before minting anything
 
+        if cfg.export_credentials:
+            from pipe import export
+
+            export.export_dir(cfg)  # a storage dir outside the clone is refused before any token exists
         http = _transport(cfg)
         for host in _registries_receiving_tokens(cfg):  # the daemon sends credentials where each registry says
             registry.check_token_service(host, cfg.registries, http)
@@ -88,30 +98,23 @@ class KeylessPipe(Pipe):
             self.success(f"Minted an ID token for audience {cfg.id_token_audience}.")
         return minted, id_token
 
-    def _run_image(self, cfg, step, client) -> int:
-        from pipe import container
+    def _run_image(self, cfg, step, client) -> None:
+        from pipe import container, export
 
         environment = container.run_environment(cfg.env, self.env)
-        shared, mounts = None, {}
-        if cfg.credentials_in_container:
-            from pipe import export
-
-            user = container.image_user(client, cfg.image)
-            owner = export.numeric_owner(user)
-            if user and user not in ("root", "0", "0:0") and owner is None:
-                log.warning(f"{cfg.image.reference} runs as user '{user}', but the credential files can only be handed to a "
-                            "numeric USER (uid or uid:gid); they stay readable by root only.")
-            shared, mounts, google_env = export.container_credentials(cfg, step.value, owner)
-            environment.update(google_env)
-        try:
+        with ExitStack() as scope:  # every directory made for the container is removed on any exit, signals included
+            # Files an earlier pipe exported into the clone stay out of the container's view.
+            mounts = dict(scope.enter_context(container.hidden(export.export_dir(cfg), cfg.clone_dir)))
+            if cfg.credentials_in_container:
+                user = container.image_user(client, cfg.image)
+                shared, google_env = scope.enter_context(export.container_credentials(cfg, step.value, user))
+                mounts.update(shared)
+                environment.update(google_env)
             status = container.run(
                 client, cfg.image, script=cfg.script, command=cfg.command, environment=environment,
                 workdir=cfg.workdir, clone_dir=cfg.clone_dir, mounts=mounts,
                 network=cfg.network, docker_host_internal=cfg.docker_host_internal,
             )
-        finally:
-            if shared:
-                shutil.rmtree(shared, ignore_errors=True)
         if status != 0:
             raise PipeError(f"The script in {cfg.image.reference} exited with code {status}.", exit_code=status)
         self.success(f"The script in {cfg.image.reference} succeeded.")
@@ -169,7 +172,7 @@ def _stop(signum, frame):
 
 
 def _fail(message: str, exit_code: int) -> int:
-    print(f"\x1b[31m✖ {redact.redact(message)}\x1b[0m", flush=True)
+    print(f"\x1b[31m✖ {redact.printable(message)}\x1b[0m", flush=True)
     return exit_code
 
 
@@ -189,7 +192,7 @@ def main(env: dict | None = None) -> int:
     except Stopped as stop:
         return _fail(f"Stopped by signal {signal.Signals(stop.signum).name}; cleaned up.", 128 + stop.signum)
     except Exception as error:  # a bug, not a user error: one line, the trace only under DEBUG
-        log.debug(redact.redact(traceback.format_exc()))
+        log.debug("Unexpected error", exc_info=True)
         return _fail(f"Unexpected error ({type(error).__name__}): {error}. Rerun with DEBUG: 'true' and report it.", 1)
 
 

@@ -144,7 +144,7 @@ def _provider_hint(text: str) -> str:
     if len(parts) >= 2 and parts[0] == "projects" and len(parts[1]) <= ECHO_LIMIT and _PROJECT_ID_RE.fullmatch(parts[1]):
         return (
             f"'{parts[1]}' is a project ID, but Workload Identity Federation needs the project NUMBER "
-            f"(gcloud projects describe {parts[1]} --format='value(projectNumber)')"
+            f"(`gcloud projects describe {parts[1]} --format='value(projectNumber)'`)"
         )
     if "workforcePools" in text:
         return "it names a workforce pool (for people); the pipe needs a workload identity pool's provider"
@@ -310,18 +310,6 @@ def registry_host(name: str, value: str) -> str:
 
 
 # --- Endpoints ---------------------------------------------------------------------------
-
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
-
-
-def is_loopback(hostname: str | None) -> bool:
-    """Local emulators and registries: the only hosts a token may reach over plain http."""
-    return (hostname or "").strip("[]") in _LOOPBACK
-
-
-def may_carry_tokens(scheme: str, hostname: str | None) -> bool:
-    return scheme == "https" or (scheme == "http" and is_loopback(hostname))
-
 
 ENDPOINT_FORM = "an https:// URL such as https://sts.googleapis.com"
 _ROOT_PATH_RE = re.compile(r"(?:/(?!\.\.?(?:/|$))[A-Za-z0-9._~-]+)*")  # plain segments: no '.', '..', '//' or escapes

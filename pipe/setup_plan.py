@@ -289,7 +289,7 @@ def to_terraform(plan: Plan) -> str:
 def _admits(plan: Plan, step: StepToken) -> str:
     admits = f"workspace {plan.workspace_uuid}, repository {plan.repository_uuid}"
     if plan.restriction.branch:
-        admits += f", branch {step.claim('branchName')!r}"
+        admits += f", branch '{step.claim('branchName')}'"
     if plan.restriction.deployment:
         admits += f", deployment environment {step.claim('deploymentEnvironmentUuid')}"
     return admits

@@ -50,9 +50,22 @@ def readme_commands() -> list[str]:
     return [c for block in blocks for c in commands_in(block)]
 
 
+def refusal_commands() -> list[str]:
+    """Commands inside the one-line refusals of bad input (backticked, as every printed command is)."""
+    from pipe.errors import PipeError
+
+    lines = []
+    for value in ("projects/my-project/locations/global/workloadIdentityPools/bitbucket/providers/acme",):
+        try:
+            parsers.provider("WORKLOAD_IDENTITY_PROVIDER", value)
+        except PipeError as error:
+            lines.append(error.message)
+    return [c for line in lines for c in re.findall(r"`(gcloud [^`]+)`", line)]
+
+
 def all_commands() -> list[str]:
     found = {c for output in setup_outputs() for c in commands_in(output.split("# Terraform")[0])}
-    return sorted(found | set(readme_commands()))
+    return sorted(found | set(readme_commands()) | set(refusal_commands()))
 
 
 COMMANDS = all_commands()
@@ -64,6 +77,7 @@ def test_setup_prints_the_commands_this_test_runs():
                    "gcloud artifacts repositories add-iam-policy-binding"):
         assert any(c.startswith(prefix) for c in COMMANDS), prefix
     assert any("serviceAccountTokenCreator" in c for c in COMMANDS), "the DELEGATES chain grants must be among them"
+    assert any(c.startswith("gcloud projects describe") for c in COMMANDS), "the refusal of a project ID must be among them"
 
 
 @pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed")
@@ -71,7 +85,8 @@ def test_gcloud_accepts_every_command():
     with ThreadPoolExecutor(max_workers=4) as pool:
         verdicts = dict(zip(COMMANDS, pool.map(gcloud_verdict, COMMANDS), strict=True))
     refused = {command: stderr.splitlines()[0] for command, (ok, stderr) in verdicts.items() if not ok}
-    record("gcloud commands", f"{len(COMMANDS)} printed by setup or shown in the README run through gcloud, {len(COMMANDS) - len(refused)} accepted")
+    record("gcloud commands", f"{len(COMMANDS)} printed by setup or input refusals, or shown in the README, run through gcloud, "
+                              f"{len(COMMANDS) - len(refused)} accepted")
     assert not refused, refused
 
 

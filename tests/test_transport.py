@@ -11,7 +11,7 @@ import time
 import pytest
 from google.auth import exceptions, identity_pool, impersonated_credentials
 
-from pipe.credentials import JWT_TOKEN_TYPE
+from pipe.config_file import JWT
 from pipe.transport import RetryPolicy, Transport
 from tests.emulator import CLOUD_PLATFORM, Emulator, typical_world
 
@@ -75,7 +75,7 @@ def federated(emu, audience=None, impersonate=None):
     token = world.issuer().mint(world.labels["repository_uuid"])
     credentials = identity_pool.Credentials(
         audience=audience or world.labels["audience"],
-        subject_token_type=JWT_TOKEN_TYPE,
+        subject_token_type=JWT,
         token_url=f"{emu.url}/v1/token",
         subject_token_supplier=StepToken(token),
         scopes=[CLOUD_PLATFORM],
