@@ -20,6 +20,7 @@ class Incoming:
     headers: dict[str, str]
     raw: bytes = b""
     body: dict = field(default_factory=dict)
+    base_url: str = ""  # the listener this came through (loopback http, or the TLS one on the bridge)
 
     def header(self, name: str) -> str | None:
         wanted = name.lower()
@@ -92,7 +93,7 @@ def dispatch(emu, route: str | None, incoming: Incoming) -> Reply:
                           incoming.header("Authorization"), incoming.raw, now)
     if route == "realm":
         return realm.handle(world, emu.tokens, emu.registry_signer, incoming.query,
-                            incoming.header("Authorization"), now, f"{emu.url}/v2/token")
+                            incoming.header("Authorization"), now, f"{incoming.base_url or emu.url}/v2/token")
     return Reply(404, {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}})
 
 

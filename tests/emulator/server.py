@@ -236,6 +236,7 @@ class _Handler(BaseHTTPRequestHandler):
             query=parse_qs(split.query, keep_blank_values=True),
             headers=dict(self.headers.items()),
             raw=self._read_body(),
+            base_url=f"{'https' if isinstance(self.server, _TLSServer) else 'http'}://{self.server.server_address[0]}:{self.server.server_address[1]}",
         )
         self.server.emulator.serve(self, incoming)
 
