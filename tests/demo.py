@@ -29,6 +29,7 @@ def main() -> int:
         stage(f"Pushing a private image to the emulated Artifact Registry: {IMAGE}")
         harness.push_image(live, live.busybox, IMAGE)
         live.emulator.world = world = typical_world(repository_uuid=world.labels["repository_uuid"])
+        live.emulator.reset_log()  # what Google sees below is the pipe's alone
 
         clone = Path(tempfile.mkdtemp(prefix="demo-clone-"))
         clone.chmod(0o777)
