@@ -110,11 +110,11 @@ def _inside(path: Path, clone_dir: Path) -> bool:
 
 
 @contextmanager
-def hidden(path: Path, clone_dir: Path):
+def hidden(path: Path | None, clone_dir: Path):
     """A bind that lays an empty read-only directory over `path`, when it exists, so the run container cannot
     read files an earlier pipe exported into the clone it mounts. The empty directory lives in the clone
     (Bitbucket's docker service binds nothing else) and is removed afterwards."""
-    if not _is_real_dir(path):
+    if path is None or not _is_real_dir(path):
         yield {}
         return
     empty = tempfile.mkdtemp(prefix=".keyless-empty-", dir=clone_dir)

@@ -104,7 +104,7 @@ class KeylessPipe(Pipe):
         environment = container.run_environment(cfg.env, self.env)
         with ExitStack() as scope:  # every directory made for the container is removed on any exit, signals included
             # Files an earlier pipe exported into the clone stay out of the container's view.
-            mounts = dict(scope.enter_context(container.hidden(export.export_dir(cfg), cfg.clone_dir)))
+            mounts = dict(scope.enter_context(container.hidden(_export_dir(cfg), cfg.clone_dir)))
             if cfg.credentials_in_container:
                 user = container.image_user(client, cfg.image)
                 shared, google_env = scope.enter_context(export.container_credentials(cfg, step.value, user))
@@ -144,6 +144,16 @@ def _transport(cfg: config.Config):
     headers = {"X-Goog-Request-Reason": cfg.request_reason} if cfg.request_reason else {}
     policy = transport.RetryPolicy(attempts=cfg.retry_attempts, budget=cfg.retry_max_time, timeout=cfg.request_timeout)
     return transport.Transport(policy, headers=headers)
+
+
+def _export_dir(cfg: config.Config) -> Path | None:
+    """Where an earlier run may have exported; None when exports cannot go there (the pipe refuses to write them)."""
+    from pipe import export
+
+    try:
+        return export.export_dir(cfg)
+    except PipeError:
+        return None
 
 
 def _registries_receiving_tokens(cfg: config.Config) -> list[str]:
