@@ -40,8 +40,7 @@ def looks_secret(text: str) -> bool:
 
 def printable(text: str, limit: int = ECHO_LIMIT) -> str:
     """Non-printing characters escaped (one line, no terminal codes) and at most `limit` characters, then …"""
-    shown = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text[:limit])
-    return shown + ("…" if len(text) > limit else "")
+    return redact.escape(text[:limit]) + ("…" if len(text) > limit else "")
 
 
 def echo(value: str) -> str:

@@ -43,12 +43,6 @@ _SHAPES = [
 # run, or a secret split by this much whitespace) is settled as if the stream had ended.
 _MAX_HELD = 16 * 1024
 
-# C0 and C1 controls (ESC, CR, LF, …), the Unicode line separators and bidirectional overrides that can fake a
-# line or reorder one, and lone surrogates (undecodable bytes in a variable), which a UTF-8 stream cannot print;
-# escaped as Python writes them.
-_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
 _secrets: set[str] = set()
 _compiled = None
 
@@ -69,16 +63,16 @@ def redact(text: str) -> str:
 
 def printable(text: str) -> str:
     """One line to print: redacted, and every control character from inputs written as an escape."""
-    return _escape(redact(text))
+    return escape(redact(text))
 
 
-def _escape(text: str) -> str:
-    return _CONTROLS.sub(_escape_one, text)
-
-
-def _escape_one(control: re.Match) -> str:
-    code = ord(control[0])
-    return _NAMED.get(control[0]) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+def escape(text: str) -> str:
+    """Every character that does not print written as Python writes it (`\\x1b`, `\\n`, `\\u202e`): C0 and C1
+    controls (ESC, CR, LF, …), the Unicode line separators and bidirectional overrides that can fake a line or
+    reorder one, and lone surrogates (undecodable bytes in a variable), which a UTF-8 stream cannot print."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class StreamRedactor:
@@ -295,7 +289,7 @@ class RedactingFilter(logging.Filter):
 
 
 def _multiline(text: str) -> str:
-    return "\n".join(_escape(line) for line in redact(text).split("\n"))
+    return "\n".join(escape(line) for line in redact(text).split("\n"))
 
 
 def install() -> None:
