@@ -9,7 +9,7 @@ def federated(cfg, token_file: str) -> dict:
         "universe_domain": cfg.universe_domain,
         "type": "external_account",
         "audience": cfg.provider.audience,
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+        "subject_token_type": cfg.subject_token_type,
         "token_url": cfg.token_url,
         "credential_source": {"file": token_file, "format": {"type": "text"}},
         "token_info_url": f"{cfg.sts_endpoint}/v1/introspect",

@@ -3,7 +3,7 @@
 Only forms gcloud 528 accepts (the suite runs every printed command through it): pools and providers
 by their full resource name, because gcloud refuses a project number in --project and the pipe only
 knows the number; service accounts by projects/<PROJECT>/serviceAccounts/<EMAIL>, where '-' lets
-Google find the project when neither PROJECT_ID nor the e-mail names it.
+Google find the project when the e-mail does not name it.
 """
 
 import re

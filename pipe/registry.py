@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from google.auth import exceptions
 
-from pipe import redact, urls
+from pipe import parsers, redact, urls
 from pipe.errors import PipeError
 from pipe.parsers import Image
 
@@ -70,7 +70,7 @@ def check_token_service(host: str, extra_registries: tuple[str, ...], transport)
         return TokenService(None, None)  # no token service: the daemon sends credentials nowhere but the registry
     realm_text = challenge.get("realm", "")
     realm = urls.parse(realm_text)
-    shown = realm.netloc if realm else repr(realm_text[:80])
+    shown = realm.netloc if realm else parsers.echo(realm_text)
     if realm is None or not urls.may_carry_tokens(realm) or not is_allowed(realm.netloc, extra_registries):
         raise PipeError(
             f"{host} sends registry credentials to the token service {shown}, which may not receive Google tokens: "

@@ -205,8 +205,7 @@ def to_gcloud(plan: Plan) -> str:
     if plan.repository_grant:
         g = plan.repository_grant
         out.append(gcloud.command(
-            f"gcloud artifacts repositories add-iam-policy-binding {g.repository}",
-            f"--project={g.project} --location={g.location}",
+            gcloud.repository("add-iam-policy-binding", g.repository, g.project, g.location),
             f"--role={g.role} --member={gcloud.arg(g.member)}",
         ))
     return "\n".join(out)
