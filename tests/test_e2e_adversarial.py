@@ -8,7 +8,6 @@ import stat
 
 import pytest
 
-from tests import harness
 from tests.conftest import APP_IMAGE
 from tests.figures import probe
 from tests.test_e2e import step_token, variables
@@ -77,23 +76,6 @@ def test_tokens_printed_by_the_script_are_redacted(live_stack, world, clone):
         assert run.exit_code == 0, run.output
         assert "raw:[redacted]" in run.stdout
         assert "b64:[redacted]" in run.stdout and "split:[redacted]" in run.stdout
-
-
-def test_an_unusable_image_user_is_explained_and_leaves_no_token(live_stack, world, clone, tmp_path):
-    with probe("image with USER 99999999999 and credentials in the container"):
-        context = tmp_path / "context"
-        context.mkdir()
-        (context / "Dockerfile").write_text(f"FROM {live_stack.busybox}\nUSER 99999999999\n")
-        live_stack.dc.images.build(path=str(context), tag="local/busybox-baduser:1", rm=True)
-        image = "127.0.0.1:5000/acme-ci/private/baduser:1"
-        harness.push_image(live_stack, "local/busybox-baduser:1", image)
-        run = live_stack.run_pipe(clone, variables(
-            world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=image, GOOGLE_CREDENTIALS_IN_CONTAINER="true",
-            SCRIPT="true",
-        ), step_token(world))
-        assert run.exit_code == 1
-        assert "USER 99999999999" in run.stdout and "Unexpected error" not in run.output, run.output
-        assert not [p for p in clone.rglob("*") if p.is_file()], "no file holding a token may survive"
 
 
 def test_under_user_namespaces_the_run_container_never_sees_exports(bitbucket_stack, bitbucket_world, bitbucket_clone):

@@ -22,6 +22,17 @@ pytestmark = pytest.mark.e2e
 STORAGE = ".bitbucket/pipelines/generated/pipeline/pipes/keyless-gcp/google-cloud-keyless"
 
 
+def image_with_user(live_stack, tmp_path, user: str, name: str) -> str:
+    """busybox with `USER <user>`, pushed to the private registry; its reference there."""
+    context = tmp_path / "context"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {live_stack.busybox}\nUSER {user}\n")
+    live_stack.dc.images.build(path=str(context), tag=f"local/busybox-{name}:1", rm=True)
+    image = f"127.0.0.1:5000/acme-ci/private/{name}:1"
+    harness.push_image(live_stack, f"local/busybox-{name}:1", image)
+    return image
+
+
 def exported(clone):
     return clone / STORAGE / "gcp"
 
@@ -153,12 +164,7 @@ def test_credentials_inside_the_run_container(live_stack, world, clone):
 
 def test_credentials_reach_a_non_root_image_user(live_stack, world, clone, tmp_path):
     """An image with `USER 1000` can read the mounted files; they stay 0600."""
-    context = tmp_path / "context"
-    context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {live_stack.busybox}\nUSER 1000:1000\n")
-    live_stack.dc.images.build(path=str(context), tag="local/busybox-nonroot:1", rm=True)
-    image = "127.0.0.1:5000/acme-ci/private/nonroot:1"
-    harness.push_image(live_stack, "local/busybox-nonroot:1", image)
+    image = image_with_user(live_stack, tmp_path, "1000:1000", "nonroot")
     script = ('[ "$(id -u)" = 1000 ]\n'
               'grep -q external_account "$GOOGLE_APPLICATION_CREDENTIALS"\n'
               'cat /var/run/google-cloud/oidc-token > /dev/null\n'
@@ -201,12 +207,7 @@ def test_a_file_where_the_export_dir_goes_is_one_line(live_stack, world, clone):
 
 
 def test_an_image_user_no_container_can_run_as_is_one_line_and_leaves_no_token(live_stack, world, clone, tmp_path):
-    context = tmp_path / "context"
-    context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {live_stack.busybox}\nUSER 99999999999\n")
-    live_stack.dc.images.build(path=str(context), tag="local/busybox-baduser:1", rm=True)
-    image = "127.0.0.1:5000/acme-ci/private/baduser:1"
-    harness.push_image(live_stack, "local/busybox-baduser:1", image)
+    image = image_with_user(live_stack, tmp_path, "99999999999", "baduser")
     with probe("e2e: USER 99999999999"):
         run = live_stack.run_pipe(clone, variables(
             world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=image, GOOGLE_CREDENTIALS_IN_CONTAINER="true", SCRIPT="true",
@@ -215,4 +216,5 @@ def test_an_image_user_no_container_can_run_as_is_one_line_and_leaves_no_token(l
         assert "✖ The image's USER 99999999999 is no user a container can run as" in run.stdout
         assert "Unexpected error" not in run.output
         assert not (clone / STORAGE / "gcp-run").exists()
+        assert not [p for p in clone.rglob("*") if p.is_file()], "no file holding a token may survive"
         assert not live_stack.run_containers(clone)
