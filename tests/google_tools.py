@@ -15,11 +15,12 @@ from tests.figures import record
 
 GCLOUD = shutil.which("gcloud")
 NODE = shutil.which("node")
+TERRAFORM = shutil.which("terraform")  # not Google's, but the other reader of what ACTION setup prints
 NO_ACCOUNT = "You do not currently have an active account selected"
 
 
 def missing_tools() -> list[str]:
-    return [name for name, path in (("gcloud", GCLOUD), ("node", NODE)) if path is None]
+    return [name for name, path in (("gcloud", GCLOUD), ("node", NODE), ("terraform", TERRAFORM)) if path is None]
 
 
 def report_missing() -> None:

@@ -1,11 +1,14 @@
-"""Every gcloud command that ACTION setup prints, and every one in the README, is accepted by the real gcloud.
+"""Every gcloud command that ACTION setup prints, and every one in the README, is accepted by the real gcloud;
+every Terraform rendering is HCL that Terraform itself reads and formats as printed.
 
-Each runs with a throwaway configuration and no account: a command gcloud accepts stops at "no active
-account" after parsing and validating its arguments; a parse or validation error fails the test.
+Each gcloud command runs with a throwaway configuration and no account: a command gcloud accepts stops at
+"no active account" after parsing and validating its arguments; a parse or validation error fails the test.
+(Terraform's google provider cannot be downloaded here, so `terraform validate` is out of reach.)
 """
 
 import itertools
 import re
+import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 from pipe import config, oidc, parsers, setup_plan
 from tests.emulator import Issuer
 from tests.figures import record
-from tests.google_tools import GCLOUD, gcloud_verdict, report_missing
+from tests.google_tools import GCLOUD, TERRAFORM, gcloud_verdict, report_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"
@@ -88,6 +91,25 @@ def test_gcloud_accepts_every_command():
     record("gcloud commands", f"{len(COMMANDS)} printed by setup or input refusals, or shown in the README, run through gcloud, "
                               f"{len(COMMANDS) - len(refused)} accepted")
     assert not refused, refused
+
+
+def terraform_renderings() -> set[str]:
+    rule = "-" * 100
+    return {output.split("# Terraform (hashicorp/google provider)\n", 1)[1].replace(rule, "").strip("\n") + "\n"
+            for output in setup_outputs()}
+
+
+@pytest.mark.skipif(TERRAFORM is None, reason="terraform is not installed")
+def test_terraform_reads_every_rendering_and_would_not_reformat_it():
+    renderings = terraform_renderings()
+    assert len(renderings) > 40 and any("serviceAccountTokenCreator" in text for text in renderings)
+    refused = []
+    for text in renderings:
+        checked = subprocess.run([TERRAFORM, "fmt", "-check", "-no-color", "-"], input=text, capture_output=True, text=True, timeout=60)
+        if checked.returncode:
+            refused.append(checked.stdout + checked.stderr)
+    record("terraform renderings", f"{len(renderings)} from setup read by `terraform fmt -check`, {len(renderings) - len(refused)} as printed")
+    assert not refused, refused[0]
 
 
 def test_missing_google_tools_are_reported():
