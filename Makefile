@@ -33,7 +33,7 @@ lint: venv
 
 # Brings up the stack, builds the image and runs the pipe's main job against the emulator.
 demo: deps venv
-	$(PY) -m tests.demo
+	$(PY) -m tests.support.demo
 
 bench: deps venv
 	$(PY) -m bench

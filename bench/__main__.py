@@ -15,9 +15,9 @@ import zlib
 from pathlib import Path
 
 from bench import chart
-from tests import harness
-from tests.emulator import AR_READER, typical_world
-from tests.google_tools import GCLOUD, gcloud
+from tests.support import harness
+from tests.support.emulator import AR_READER, typical_world
+from tests.support.google_tools import GCLOUD, gcloud
 
 RUNS = int(os.environ.get("BENCH_RUNS", "11"))
 IMAGE = "127.0.0.1:5000/acme-ci/private/app:1"  # busybox, ~1 MB: the pipe's fixed cost shows in full

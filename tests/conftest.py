@@ -1,24 +1,49 @@
 """Fixtures for the end-to-end tests: the local stack, the Google emulator and a Bitbucket-style pipe runner.
 
 Each test names its daemon through the fixtures it uses: `live_stack`/`world`/`clone` run the pipe on the plain
-daemon, `bitbucket_stack`/`bitbucket_world`/`bitbucket_clone` on the Bitbucket-like one (tests/DOCKER_SERVICE.md)."""
+daemon, `bitbucket_stack`/`bitbucket_world`/`bitbucket_clone` on the Bitbucket-like one (tests/support/DOCKER_SERVICE.md)."""
 
 import os
 import re
 import shutil
+import time
 
 import pytest
 
-from tests import harness, stack
-from tests.figures import ADVERSARIAL_SAFE, ADVERSARIAL_TRIED, FIGURES, record
+from tests.support import harness, stack
+from tests.support.figures import ADVERSARIAL_SAFE, ADVERSARIAL_TRIED, FIGURES, record
 
 APP_IMAGE = "127.0.0.1:5000/acme-ci/private/app:1"
 OTHER_IMAGE = "127.0.0.1:5000/acme-ci/secret/tool:1"  # a repository nobody is granted
 
 
 @pytest.fixture(scope="session")
+def emulator():
+    """The one in-process emulator of Google's endpoints for tests that need no Docker (the e2e stack runs its own
+    on the registry realm's port)."""
+    from tests.support.emulator import Emulator, World
+
+    with Emulator(World()) as server:
+        yield server
+
+
+@pytest.fixture
+def emu(emulator):
+    """The in-process emulator with a fresh typical world: real time, no faults, a clean request log."""
+    from tests.support.emulator import typical_world
+
+    emulator.wait_idle()  # an earlier test's slow fault must not land in this test's log
+    emulator.world = typical_world()
+    emulator.clock = time.time
+    emulator.faults.clear()
+    emulator.reset_log()
+    yield emulator
+    emulator.faults.clear()
+
+
+@pytest.fixture(scope="session")
 def live_stack():
-    from tests.emulator import typical_world
+    from tests.support.emulator import typical_world
 
     live = harness.start(typical_world())
     try:
@@ -43,7 +68,7 @@ def pytest_terminal_summary(terminalreporter):
 @pytest.fixture
 def world(live_stack):
     """A fresh typical world for each test (tokens issued under earlier worlds stay known for leak scans)."""
-    from tests.emulator import typical_world
+    from tests.support.emulator import typical_world
 
     live_stack.emulator.wait_idle()  # an earlier test's slow fault must not land in this test's log
     live_stack.emulator.world = typical_world()

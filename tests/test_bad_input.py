@@ -2,7 +2,7 @@
 
 Each case runs the whole pipe in-process (`pipe.main.main(env)`) in a directory holding the case's files.
 STS_ENDPOINT points at a closed loopback port, so a case that slipped past validation would end in "Could
-not reach Google", which the assertions reject. Every case is also an attack counted by tests.figures.probe:
+not reach Google", which the assertions reject. Every case is also an attack counted by tests.support.figures.probe:
 the line must be one printable line of bounded length, echo no secret, and carry no terminal codes from input.
 """
 
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pipe.main import main
 from pipe.parsers import PROVIDER_SHAPE
-from tests.figures import probe, record
+from tests.support.figures import probe, record
 
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"
 SA = "deployer@my-project.iam.gserviceaccount.com"

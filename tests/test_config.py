@@ -8,7 +8,7 @@ import pytest
 from pipe import config, registry
 from pipe.errors import PipeError
 from pipe.parsers import image
-from tests.figures import probe
+from tests.support.figures import probe
 from tests.test_bad_input import gcloud_config
 
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"

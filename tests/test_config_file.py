@@ -14,8 +14,8 @@ from google.auth import identity_pool, pluggable
 
 from pipe import config, config_file
 from pipe.errors import PipeError
-from tests.figures import probe
-from tests.google_tools import GCLOUD, gcloud
+from tests.support.figures import probe
+from tests.support.google_tools import GCLOUD, gcloud
 from tests.test_bad_input import PROVIDER, gcloud_config, key_secrets, service_account_key, wrapped_base64
 
 SA = "puller@my-proj.iam.gserviceaccount.com"

@@ -15,7 +15,7 @@ import pytest
 
 from pipe import config, credential_config, export, main
 from pipe.errors import PipeError
-from tests.figures import probe
+from tests.support.figures import probe
 
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"
 SA = "puller@my-proj.iam.gserviceaccount.com"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipe import config, container, doctor, transport
-from tests.emulator import AR_READER, Emulator, World, repository_resource, typical_world
+from tests.support.emulator import AR_READER, repository_resource
 
 REALM_SERVICE = "127.0.0.1:5000"  # the registry host typical_world() maps to location "us"
 
@@ -31,16 +31,10 @@ class _Challenge(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def emu():
-    with Emulator(World(), port=0) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def registry_host(emu):
+def registry_host(emulator):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Challenge)
     server.daemon_threads = True
-    server.realm = f"{emu.url}/v2/token"
+    server.realm = f"{emulator.url}/v2/token"
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield f"127.0.0.1:{server.server_address[1]}"
@@ -50,8 +44,6 @@ def registry_host(emu):
 
 @pytest.fixture
 def world(emu):
-    emu.world = typical_world()
-    emu.reset_log()
     return emu.world
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from pipe import gcloud
 from tests.conftest import APP_IMAGE, OTHER_IMAGE
-from tests.emulator import AR_READER, WORKLOAD_IDENTITY_USER
+from tests.support.emulator import AR_READER, WORKLOAD_IDENTITY_USER
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +78,7 @@ def test_wrong_audience(live_stack, world, clone):
 
 
 def test_issuer_mismatch(live_stack, world, clone):
-    from tests.emulator import Issuer
+    from tests.support.emulator import Issuer
 
     other = Issuer("other-workspace")
     world.issuers.append(other)

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from tests.conftest import APP_IMAGE
-from tests.figures import probe
+from tests.support.figures import probe
 from tests.test_e2e import step_token, variables
 
 pytestmark = pytest.mark.e2e

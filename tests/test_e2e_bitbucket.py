@@ -1,4 +1,4 @@
-"""End-to-end on the Bitbucket-like docker service (tests/DOCKER_SERVICE.md): user-namespace remapping, the
+"""End-to-end on the Bitbucket-like docker service (tests/support/DOCKER_SERVICE.md): user-namespace remapping, the
 `pipelines` authorization plugin and a bridge as the default network. The pipe is started as Bitbucket starts it
 there: on the default network, the daemon at tcp://host.docker.internal:2375, Google's endpoints and the registry
 over TLS on the docker host's bridge address. Every run is scanned for leaked tokens (harness.Stack.run_pipe)."""
@@ -14,12 +14,12 @@ import docker
 import pytest
 from docker.types import Mount
 
-from tests import authz_plugin, harness
+from tests.support import authz_plugin, harness, stack
 from tests.test_e2e import step_token
 
 e2e = pytest.mark.e2e
 APP = "acme-ci/private/app:1"
-DENIED = "authorization denied by plugin pipelines: "
+DENIED = f"authorization denied by plugin {stack.AUTHZ_PLUGIN}: "
 
 
 def variables(bitbucket, world, **extra):

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tests import clients, google_tools
-from tests.emulator import TOKEN_CREATOR, WORKLOAD_IDENTITY_USER, ServiceAccount
-from tests.figures import record
+from tests.support import clients, google_tools
+from tests.support.emulator import TOKEN_CREATOR, WORKLOAD_IDENTITY_USER, ServiceAccount
+from tests.support.figures import record
 from tests.test_e2e import EMULATOR, step_token, variables
 from tests.test_e2e_credentials import exported
 

@@ -11,10 +11,10 @@ import pytest
 from google.auth import identity_pool, impersonated_credentials
 from google.auth.transport.requests import Request
 
-from tests import harness
 from tests.conftest import APP_IMAGE
-from tests.emulator import AR_WRITER, TOKEN_CREATOR, WORKLOAD_IDENTITY_USER, ServiceAccount
-from tests.figures import probe
+from tests.support import harness
+from tests.support.emulator import AR_WRITER, TOKEN_CREATOR, WORKLOAD_IDENTITY_USER, ServiceAccount
+from tests.support.figures import probe
 from tests.test_e2e import step_token, variables
 
 pytestmark = pytest.mark.e2e

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import APP_IMAGE
-from tests.figures import record
+from tests.support.figures import record
 from tests.test_e2e import step_token, variables
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests import stack
-from tests.figures import probe
+from tests.support import stack
+from tests.support.figures import probe
 from tests.test_e2e import step_token, variables
 
 pytestmark = pytest.mark.e2e

@@ -20,7 +20,7 @@ import requests
 from google.auth import exceptions, identity_pool, impersonated_credentials
 from google.auth.transport.requests import Request
 
-from tests.emulator import (
+from tests.support.emulator import (
     AR_READER,
     AR_WRITER,
     CLOUD_PLATFORM,
@@ -36,7 +36,7 @@ from tests.emulator import (
     libtrust_kid,
     typical_world,
 )
-from tests.emulator.keys import load_private_pem, new_rsa_key
+from tests.support.emulator.keys import load_private_pem, new_rsa_key
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
@@ -48,26 +48,9 @@ _KEYS = [new_rsa_key()]  # one spare key for "signed by someone else" cases
 
 # ---------------------------------------------------------------- fixtures and helpers
 
-@pytest.fixture(scope="module")
-def server():
-    with Emulator(World()) as emu:
-        yield emu
-
-
 @pytest.fixture
-def world(server):
-    """A fresh typical world on the shared emulator, with a clean log, no faults, real time."""
-    fresh = typical_world()
-    server.world = fresh
-    server.clock = time.time
-    server.faults.clear()
-    server.reset_log()
-    return fresh
-
-
-@pytest.fixture
-def emu(server, world):
-    return server
+def world(emu):
+    return emu.world
 
 
 class StaticToken(identity_pool.SubjectTokenSupplier):
@@ -783,7 +766,7 @@ def test_provider_creation_rules():
 def test_runs_as_a_process(tmp_path):
     world_file = tmp_path / "world.json"
     world_file.write_text(typical_world(workspace_slug="proc").to_json())
-    command = [sys.executable, "-m", "tests.emulator", "--port", "0", "--world", str(world_file),
+    command = [sys.executable, "-m", "tests.support.emulator", "--port", "0", "--world", str(world_file),
                "--registry-key-dir", str(tmp_path / "keys")]
     process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:

@@ -19,8 +19,8 @@ import pytest
 
 from pipe import config, credentials, diagnose, oidc, transport
 from pipe.errors import PipeError
-from tests.figures import record
-from tests.google_tools import GCLOUD, gcloud_verdict, report_missing
+from tests.support.figures import record
+from tests.support.google_tools import GCLOUD, gcloud_verdict, report_missing
 
 CORPUS = json.loads((Path(__file__).parent / "data" / "google_errors.json").read_text())
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"

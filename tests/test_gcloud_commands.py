@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from pipe import config, oidc, parsers, setup_plan
-from tests.emulator import Issuer
-from tests.figures import record
-from tests.google_tools import GCLOUD, TERRAFORM, gcloud_verdict, report_missing
+from tests.support.emulator import Issuer
+from tests.support.figures import record
+from tests.support.google_tools import GCLOUD, TERRAFORM, gcloud_verdict, report_missing
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"

@@ -6,7 +6,7 @@ import pytest
 
 from pipe import parsers
 from pipe.errors import PipeError
-from tests.figures import probe
+from tests.support.figures import probe
 
 NAME = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"
 

@@ -21,9 +21,9 @@ from hypothesis import strategies as st
 
 from pipe import redact
 from pipe.main import main
-from tests.emulator import typical_world
-from tests.emulator.tokens import new_access_token
-from tests.figures import probe, record
+from tests.support.emulator import typical_world
+from tests.support.emulator.tokens import new_access_token
+from tests.support.figures import probe, record
 
 # Real shapes: an RS256 step token from the emulator's issuer, header/payload/signature with '-' and
 # '_', an unsigned JWT, and access tokens as Google issues them (dots and dashes inside).

@@ -11,8 +11,8 @@ import requests
 
 from pipe import config, credentials, oidc, parsers, setup_plan, transport
 from pipe.errors import PipeError
-from tests.emulator import Emulator, Issuer, Provider, ServiceAccount, World, repository_resource
-from tests.emulator.world import new_uuid
+from tests.support.emulator import Issuer, Provider, ServiceAccount, World, repository_resource
+from tests.support.emulator.world import new_uuid
 
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"
 SA = "image-puller@acme-ci.iam.gserviceaccount.com"
@@ -48,12 +48,6 @@ def plan_to_world(plan: setup_plan.Plan, issuer: Issuer) -> World:
         world.grant_repository(repository_resource(grant.project, grant.location, grant.repository), grant.role, grant.member)
         world.registry_hosts[f"{grant.location}-docker.pkg.dev"] = grant.location
     return world
-
-
-@pytest.fixture(scope="module")
-def emu():
-    with Emulator(World(), port=0) as server:
-        yield server
 
 
 def variables(emu=None, **overrides) -> dict:

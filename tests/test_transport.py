@@ -13,7 +13,7 @@ from google.auth import exceptions, identity_pool, impersonated_credentials
 
 from pipe.config_file import JWT
 from pipe.transport import RetryPolicy, Transport
-from tests.emulator import CLOUD_PLATFORM, Emulator, typical_world
+from tests.support.emulator import CLOUD_PLATFORM
 
 
 class StepToken(identity_pool.SubjectTokenSupplier):
@@ -37,21 +37,6 @@ class FakeTime:
 
     def clock(self):
         return time.monotonic() + sum(self.pauses)
-
-
-@pytest.fixture(scope="module")
-def server():
-    with Emulator(typical_world()) as emu:
-        yield emu
-
-
-@pytest.fixture
-def emu(server):
-    server.world = typical_world()
-    server.faults.clear()
-    server.reset_log()
-    yield server
-    server.faults.clear()
 
 
 @pytest.fixture
@@ -254,7 +239,7 @@ def test_a_redirect_never_carries_a_token_anywhere(emu, recorder, fake, status, 
     """An allowed endpoint answering a redirect: nothing reaches the Location host, and the pipe says why in one line."""
     from pipe import credentials, oidc
     from pipe.errors import PipeError
-    from tests.figures import probe
+    from tests.support.figures import probe
 
     redirecting = _Recorder(status, {"Location": f"{recorder.url}/v1/token"})
     try:
@@ -277,7 +262,7 @@ def test_a_redirect_never_carries_a_token_anywhere(emu, recorder, fake, status, 
 def test_the_registry_challenge_check_refuses_a_redirect(recorder, fake):
     from pipe import registry
     from pipe.errors import PipeError
-    from tests.figures import probe
+    from tests.support.figures import probe
 
     redirecting = _Recorder(307, {"Location": f"{recorder.url}/v2/"})
     host = redirecting.url.removeprefix("http://")
@@ -303,7 +288,7 @@ def test_the_registry_challenge_check_refuses_a_redirect(recorder, fake):
 def test_the_registry_token_service_must_be_allowed(fake, realm, also_allowed, allowed):
     from pipe import registry
     from pipe.errors import PipeError
-    from tests.figures import probe
+    from tests.support.figures import probe
 
     challenge = _Recorder(401, {"WWW-Authenticate": ""})
     host = challenge.url.removeprefix("http://")

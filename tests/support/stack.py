@@ -8,11 +8,11 @@ reused when already running or cached, so only the first run pays for it.
 Given a DOCKER_HOST (Bitbucket's `services: [docker]`), the suite uses that daemon and takes its base
 images from Docker Hub instead.
 
-A second, Bitbucket-like docker service (bitbucket_service(), tests/DOCKER_SERVICE.md) runs next to the
+A second, Bitbucket-like docker service (bitbucket_service(), tests/support/DOCKER_SERVICE.md) runs next to the
 plain daemon: user-namespace remapping, the `pipelines` authorization plugin, a bridge network, and a TLS
 registry and emulator listener on the bridge address.
 
-    python -m tests.stack up [bitbucket]   # bring everything up and print the DOCKER_HOST to use
+    python -m tests.support.stack up [bitbucket]   # bring everything up and print the DOCKER_HOST to use
 """
 
 import datetime
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import docker
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STACK_DIR = Path(os.environ.get("PIPE_STACK_DIR", "/srv/pipe-stack"))
 DOCKER_SOCKET = STACK_DIR / "docker" / "docker.sock"
 DOCKER_TCP = "tcp://127.0.0.1:2375"
@@ -256,7 +256,7 @@ def _registry_config(address: str, realm: str, cert: str, tls: str = "") -> str:
 
 def registry() -> str:
     """Debian's docker-registry 2.8 on 127.0.0.1:5000 with token auth at the emulator's realm."""
-    from tests.emulator import ensure_registry_signing_material
+    from tests.support.emulator import ensure_registry_signing_material
 
     directory = STACK_DIR / "registry"
     _key, cert = ensure_registry_signing_material(directory)
@@ -271,7 +271,7 @@ def registry() -> str:
     return REGISTRY
 
 
-# --- The Bitbucket-like docker service (tests/DOCKER_SERVICE.md) ----------------------------------------
+# --- The Bitbucket-like docker service (tests/support/DOCKER_SERVICE.md) ----------------------------------------
 
 BB_DIR = STACK_DIR / "bitbucket"
 BB_BRIDGE = "bbdocker0"
@@ -281,7 +281,7 @@ BB_DOCKER_PORT = 2375
 BB_REGISTRY = f"{BB_ADDRESS}:5443"
 BB_EMULATOR_PORT = 8443
 BB_CLONES = BB_DIR / "clones"  # the authorization plugin lets -v bind only below this
-AUTHZ_PLUGIN = "pipelines"
+AUTHZ_PLUGIN = "keyless-suite-pipelines"  # not Bitbucket's `pipelines`: plugin names are machine-wide
 AUTHZ_SOCKET = Path("/run/docker/plugins") / f"{AUTHZ_PLUGIN}.sock"
 CERTS_D = Path("/etc/docker/certs.d")
 
@@ -355,7 +355,7 @@ def _tls_material(directory: Path) -> tuple[Path, Path, Path]:
     from cryptography.hazmat.primitives.serialization import Encoding
     from cryptography.x509.oid import NameOID
 
-    from tests.emulator.keys import new_rsa_key, private_pem
+    from tests.support.emulator.keys import new_rsa_key, private_pem
 
     ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server-key.pem"
     if ca_path.exists() and cert_path.exists() and key_path.exists():
@@ -413,7 +413,7 @@ def _authz_plugin() -> None:
     if _plugin_answers():
         return
     BB_DIR.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, str(ROOT / "tests" / "authz_plugin.py"), "--socket", str(AUTHZ_SOCKET), "--allow", str(BB_CLONES)]
+    command = [sys.executable, str(ROOT / "tests" / "support" / "authz_plugin.py"), "--socket", str(AUTHZ_SOCKET), "--allow", str(BB_CLONES)]
     _start(command, BB_DIR / "authz.log", _plugin_answers, f"the {AUTHZ_PLUGIN} authorization plugin")
 
 
@@ -432,7 +432,8 @@ def _bitbucket_dockerd() -> str:
                root / "dockerd.log", lambda: _answers(ours), "the Bitbucket-like dockerd")
     info = docker.DockerClient(base_url=ours, timeout=30).info()
     if "name=userns" not in info["SecurityOptions"] or AUTHZ_PLUGIN not in (info["Plugins"].get("Authorization") or []):
-        raise RuntimeError(f"the daemon on {ours} runs without user namespaces or the {AUTHZ_PLUGIN} plugin: stop it")
+        raise RuntimeError(f"the daemon on {ours} runs without user namespaces or the {AUTHZ_PLUGIN} plugin: stop it "
+                           f"(kill $(cat {root / 'docker.pid'})) and rerun")
     return ours
 
 
@@ -449,7 +450,7 @@ def _remapped_root() -> tuple[int, int]:
 
 def _tls_registry(ca: Path, cert: Path, key: Path) -> None:
     """A second docker-registry on the same image store, over TLS on the bridge, its realm the emulator's TLS listener."""
-    from tests.emulator import ensure_registry_signing_material
+    from tests.support.emulator import ensure_registry_signing_material
 
     trust = ssl.create_default_context(cafile=str(ca))
     realm = f"https://{BB_ADDRESS}:{BB_EMULATOR_PORT}/v2/token"
@@ -469,7 +470,7 @@ def _tls_registry(ca: Path, cert: Path, key: Path) -> None:
 
 def another_registry(address: str, realm: str, directory: Path) -> subprocess.Popen:
     """One more docker-registry (shared image store) whose token service is `realm`: the caller stops it."""
-    from tests.emulator import ensure_registry_signing_material
+    from tests.support.emulator import ensure_registry_signing_material
 
     _key, signing_cert = ensure_registry_signing_material(STACK_DIR / "registry")
     (directory / "config.yml").write_text(_registry_config(address, realm, signing_cert))
@@ -496,6 +497,6 @@ def up(bitbucket: bool = False) -> dict:
 
 if __name__ == "__main__":
     if sys.argv[1:] not in (["up"], ["up", "bitbucket"]):
-        sys.exit("usage: python -m tests.stack up [bitbucket]")
+        sys.exit("usage: python -m tests.support.stack up [bitbucket]")
     for key, value in up(bitbucket=sys.argv[2:] == ["bitbucket"]).items():
         print(f"{key}={value}")

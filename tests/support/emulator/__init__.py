@@ -1,7 +1,7 @@
 """A strict emulator of Google's endpoints used by the pipe: STS token exchange, IAM
 Credentials, the Artifact Registry docker token realm, plus Bitbucket's OIDC issuer.
 
-    from tests.emulator import Emulator, typical_world
+    from tests.support.emulator import Emulator, typical_world
 
     world = typical_world()
     with Emulator(world) as emu:

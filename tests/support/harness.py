@@ -2,10 +2,11 @@
 scan every output for leaked tokens."""
 
 import shutil
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests import stack
+from tests.support import stack
 
 
 @dataclass
@@ -28,6 +29,19 @@ class Stack:
         self.pipe_image = pipe_image or stack.pipe_image(dc)
         self.busybox = busybox or stack.busybox_image(dc)
         self.leak_scanned = 0
+        self._per_thread = threading.local()
+
+    def thread_client(self):
+        """This thread's own Docker client. docker-py keys its unix-socket connection pools by URL and closes the least
+        recently used one when a new URL needs a pool, even while another thread is using it (urllib3 then fails with
+        `'NoneType' object has no attribute 'qsize'`): one client per thread never shares a pool."""
+        import docker
+
+        if threading.current_thread() is threading.main_thread():
+            return self.dc
+        if getattr(self._per_thread, "client", None) is None:
+            self._per_thread.client = docker.DockerClient(base_url=self.host, timeout=300)
+        return self._per_thread.client
 
     @property
     def world(self):
@@ -70,7 +84,8 @@ class Stack:
     def run_pipe(self, clone: Path, variables: dict, token: str | None = None, workdir: Path | None = None,
                  timeout: int = 180) -> PipeRun:
         """Run the pipe as Bitbucket does, then scan everything it printed or wrote for leaked tokens."""
-        container = self.dc.containers.run(self.pipe_image, detach=True, **self.bitbucket_run(clone, variables, token, workdir))
+        container = self.thread_client().containers.run(self.pipe_image, detach=True,
+                                                        **self.bitbucket_run(clone, variables, token, workdir))
         try:
             exit_code = container.wait(timeout=timeout)["StatusCode"]
             run = PipeRun(
@@ -110,7 +125,7 @@ class Stack:
 
 
 class BitbucketStack(Stack):
-    """The pipe on the Bitbucket-like docker service (tests/DOCKER_SERVICE.md), started as Bitbucket starts pipes there.
+    """The pipe on the Bitbucket-like docker service (tests/support/DOCKER_SERVICE.md), started as Bitbucket starts pipes there.
 
     Shares the plain stack's emulator (also listening over TLS on the bridge) and image store (served again over TLS
     on the bridge); the pipe image and busybox are copied over from the plain daemon."""
@@ -195,7 +210,7 @@ def federated_token(emulator, world, repository_uuid: str | None = None) -> str:
 
 def push_image(live: "Stack", source: str, destination: str) -> None:
     """Push a local image into the private registry as the repository's writer (a principalSet grant)."""
-    from tests.emulator import AR_WRITER, repository_resource
+    from tests.support.emulator import AR_WRITER, repository_resource
 
     world = live.world
     project, repository = destination.split("/")[1:3]
@@ -215,7 +230,7 @@ def start(world):
     """Bring up the stack, the emulator (on the registry's realm port) and the pipe image."""
     import docker
 
-    from tests.emulator import Emulator, ensure_registry_signing_material
+    from tests.support.emulator import Emulator, ensure_registry_signing_material
 
     host = stack.docker_host()
     dc = docker.DockerClient(base_url=host, timeout=300)

@@ -1,15 +1,17 @@
 """Bitbucket's `pipelines` Docker authorization plugin, re-created for the Bitbucket-like docker service.
 
 A legacy Docker plugin (stdlib only) on a unix socket under /run/docker/plugins/: dockerd asks it about every
-API request (/AuthZPlugin.AuthZReq) and refuses, with "authorization denied by plugin pipelines: <Msg>", what it
-denies. The rules and texts are Bitbucket's, as users quote them (shared/reference/bitbucket-pipes.md §6):
+API request (/AuthZPlugin.AuthZReq) and refuses, with "authorization denied by plugin <name>: <Msg>", what it
+denies. Plugin sockets are found by name machine-wide, so it runs under a name of its own (stack.AUTHZ_PLUGIN),
+not Bitbucket's `pipelines`, and removes its socket when it stops. The rules and texts are Bitbucket's, as users
+quote them (shared/reference/bitbucket-pipes.md §6):
 
     -v only supports $BITBUCKET_CLONE_DIR and its subdirectories.
     --privileged=true is not allowed
     --mounts is not allowed
     --security-opt is not allowed
 
-    python tests/authz_plugin.py --socket /run/docker/plugins/pipelines.sock --allow /srv/pipe-stack/bitbucket/clones
+    python tests/support/authz_plugin.py --socket /run/docker/plugins/keyless-suite-pipelines.sock --allow /srv/pipe-stack/bitbucket/clones
 """
 
 import argparse
@@ -17,6 +19,7 @@ import base64
 import json
 import os
 import re
+import signal
 import socketserver
 import sys
 from http.server import BaseHTTPRequestHandler
@@ -32,7 +35,7 @@ _CREATE = re.compile(r"^(/v[0-9.]+)?/containers/create(\?|$)")
 
 
 def decide(request: dict, clone_root: str) -> str | None:
-    """None to allow the request, else the message dockerd shows after 'authorization denied by plugin pipelines: '."""
+    """None to allow the request, else the message dockerd shows after 'authorization denied by plugin <name>: '."""
     if request.get("RequestMethod") != "POST" or not _CREATE.match(request.get("RequestUri", "")):
         return None
     try:
@@ -100,6 +103,10 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     daemon_threads = True
 
 
+def _stop(signum, frame):
+    raise SystemExit(0)  # unwinds through main's `finally`, which removes the socket
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--socket", required=True)
@@ -108,10 +115,16 @@ def main(argv=None) -> int:
     if os.path.exists(args.socket):
         os.unlink(args.socket)  # a stale socket from a plugin that died
     os.makedirs(os.path.dirname(args.socket), exist_ok=True)
-    with _Server(args.socket, _Handler) as server:
-        server.clone_root = args.allow
-        print(f"pipelines authorization plugin on {args.socket}, -v allowed under {args.allow}", file=sys.stderr, flush=True)
-        server.serve_forever()
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        with _Server(args.socket, _Handler) as server:
+            server.clone_root = args.allow
+            print(f"authorization plugin on {args.socket}, -v allowed under {args.allow}", file=sys.stderr, flush=True)
+            server.serve_forever()
+    finally:  # plugin sockets are machine-wide: a dead one must not be left for another daemon to find
+        if os.path.exists(args.socket):
+            os.unlink(args.socket)
     return 0
 
 

@@ -10,9 +10,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests import google_tools
+from tests.support import google_tools
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 NODE_DIR = ROOT / "tests" / "node"
 TOKEN = re.compile(r"^ya29\.[A-Za-z0-9._-]+$")
 

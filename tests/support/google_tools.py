@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.figures import record
+from tests.support.figures import record
 
 GCLOUD = shutil.which("gcloud")
 NODE = shutil.which("node")

@@ -10,8 +10,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests import harness, stack
-from tests.emulator import typical_world
+from tests.support import harness, stack
+from tests.support.emulator import typical_world
 
 IMAGE = "127.0.0.1:5000/acme-ci/private/app:1"
 

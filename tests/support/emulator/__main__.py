@@ -1,4 +1,4 @@
-"""Run the emulator as a process: python -m tests.emulator --port 8765 [--world world.json]."""
+"""Run the emulator as a process: python -m tests.support.emulator --port 8765 [--world world.json]."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from .world import World
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.emulator", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m tests.support.emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--world", help="world JSON (World.to_json); default: typical_world()")
