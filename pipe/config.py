@@ -6,8 +6,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipe import config_file, parsers, urls
+from pipe import google_registries, parsers, provider, service_accounts, urls, user_cred_config
 from pipe.errors import PipeError
+from pipe.provider import Provider
 
 # name -> kind. Every variable is declared as a plain string to the toolkit (its YAML coercion
 # and list handling crash or mislead on ordinary input); the parsers below apply the real rules.
@@ -49,7 +50,7 @@ ACTIONS = ("auth", "pull", "run", "setup", "doctor")
 DIAGNOSTIC_ACTIONS = ("setup", "doctor")  # read-only: they ignore SCRIPT/COMMAND rather than refuse them
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_DOMAIN = "googleapis.com"
-MAX_LIFETIME = config_file.MAX_LIFETIME
+MAX_LIFETIME = user_cred_config.MAX_LIFETIME
 
 
 class StringsValidator:
@@ -76,7 +77,7 @@ def toolkit_schema() -> dict:
 @dataclass(frozen=True)
 class Config:
     action: str
-    provider: parsers.Provider
+    provider: Provider
     service_account: str | None
     image: parsers.Image | None
     script: str | None
@@ -88,7 +89,6 @@ class Config:
     universe_domain: str
     workdir: Path
     clone_dir: Path
-    debug: bool
     scopes: tuple[str, ...] = (CLOUD_PLATFORM,)
     lifetime: int = 3600
     delegates: tuple[str, ...] = ()
@@ -105,7 +105,7 @@ class Config:
     network: str | None = None  # None: the daemon's default network
     docker_host_internal: str | None = None  # what host.docker.internal means for the run container
     restrict_to: parsers.Restriction = parsers.Restriction()
-    subject_token_type: str = config_file.JWT  # what STS is told the step token is (GOOGLE_OIDC_CONFIG_FILE may say id_token)
+    subject_token_type: str = user_cred_config.JWT  # what STS is told the step token is (GOOGLE_OIDC_CONFIG_FILE may say id_token)
     # Who chose each setting that did not take its default: the variable's own name, or "GOOGLE_OIDC_CONFIG_FILE's <field>".
     sources: Mapping[str, str] = field(default_factory=dict)
 
@@ -117,104 +117,135 @@ class Config:
         return f"{self.iam_endpoint}/v1/projects/-/serviceAccounts/{email}:{method}"
 
 
-def _text(env: dict, name: str) -> str | None:
+def _given(env: dict, name: str) -> str | None:
+    """A variable's value, None when unset or blank."""
     value = env.get(name)
     if value is None or value.strip() == "":
         return None
     return value
 
 
-def load(env: dict, cwd: Path) -> Config:
-    """Validate every variable before any network call; raise PipeError on the first bad one."""
-    from_file = config_file.load(_text(env, "GOOGLE_OIDC_CONFIG_FILE"), cwd)
-    sources: dict[str, str] = {}
+class _Settings:
+    """The variables, falling back on what GOOGLE_OIDC_CONFIG_FILE says, remembering who chose each setting."""
 
-    def pick(name: str) -> str | None:
-        """The variable if set, else what the config file says; records which one chose it."""
-        if (value := _text(env, name)) is not None:
-            sources[name] = name
+    def __init__(self, env: dict, cwd: Path):
+        self.env = env
+        self.file = user_cred_config.load(_given(env, user_cred_config.NAME), cwd)
+        self.sources: dict[str, str] = {}
+
+    def pick(self, name: str) -> str | None:
+        if (value := _given(self.env, name)) is not None:
+            self.sources[name] = name
             return value
-        if name in from_file.variables:
-            sources[name] = f"{config_file.NAME}'s {from_file.fields[name]}"
-            return from_file.variables[name]
+        if name in self.file.variables:
+            self.sources[name] = f"{user_cred_config.NAME}'s {self.file.fields[name]}"
+            return self.file.variables[name]
         return None
 
-    raw_provider = pick("WORKLOAD_IDENTITY_PROVIDER")
+    def given(self, name: str) -> str | None:
+        return _given(self.env, name)
+
+    def flag(self, name: str) -> bool:
+        return parsers.boolean(name, self.env.get(name))
+
+
+def load(env: dict, cwd: Path) -> Config:
+    """Validate every variable before any network call; raise PipeError on the first bad one."""
+    settings = _Settings(env, cwd)
+    settings.flag("DEBUG")  # checked like every variable; the toolkit's logging applies it (main.enable_debug_log_level)
+    identity = _identity(settings)
+    run = _run(settings, cwd)
+    fields = {**identity, **run, **_endpoints(settings), **_tokens(settings, identity["service_account"]), **_reliability(settings)}
+    return Config(**fields, sources=settings.sources, subject_token_type=settings.file.subject_token_type)
+
+
+def _identity(settings: _Settings) -> dict:
+    """Who the pipe signs in as: the provider, the service account and its delegation chain, the project."""
+    raw_provider = settings.pick("WORKLOAD_IDENTITY_PROVIDER")
     if raw_provider is None:
         raise PipeError(
-            f"WORKLOAD_IDENTITY_PROVIDER is required: set it to {parsers.PROVIDER_SHAPE} (or give GOOGLE_OIDC_CONFIG_FILE)."
+            f"WORKLOAD_IDENTITY_PROVIDER is required: set it to {provider.SHAPE} (or give GOOGLE_OIDC_CONFIG_FILE)."
         )
-    provider = parsers.provider("WORKLOAD_IDENTITY_PROVIDER", raw_provider)
-
-    sa = pick("SERVICE_ACCOUNT")
+    sa = settings.pick("SERVICE_ACCOUNT")
     service_account = parsers.service_account("SERVICE_ACCOUNT", sa) if sa else None
+    delegates = tuple(parsers.service_account("DELEGATES", d) for d in parsers.string_list("DELEGATES", settings.env))
+    if delegates and service_account is None:
+        raise PipeError("DELEGATES needs SERVICE_ACCOUNT: Google mints these only for a service account, so set SERVICE_ACCOUNT too.")
+    project = settings.given("PROJECT_ID")
+    return {
+        "provider": parsers.workload_identity_provider("WORKLOAD_IDENTITY_PROVIDER", raw_provider),
+        "service_account": service_account,
+        "delegates": delegates,
+        "project_id": parsers.project_id("PROJECT_ID", project) if project else service_accounts.project_id(service_account),
+    }
 
-    raw_image = _text(env, "IMAGE")
+
+def _run(settings: _Settings, cwd: Path) -> dict:
+    """What the pipe does: the action, the image and what runs in it, where, and who may receive registry tokens."""
+    env = settings.env
+    raw_image = settings.given("IMAGE")
     image = parsers.image("IMAGE", raw_image) if raw_image else None
-    script = _text(env, "SCRIPT")
+    script = settings.given("SCRIPT")
     command = parsers.string_list("COMMAND", env)
     if script and command:
         raise PipeError("SCRIPT and COMMAND are both set: use SCRIPT for shell lines or COMMAND for exec form, not both.")
-
-    action = _action(env, image, script, command)
+    action = _action(settings.given("ACTION"), image, script, command)
     if action in ("pull", "run") and image is None:
         raise PipeError(f"ACTION is '{action}' but IMAGE is not set: set IMAGE to the private image to {action}.")
+    network, host_internal, storage = settings.given("NETWORK"), settings.given("BITBUCKET_DOCKER_HOST_INTERNAL"), settings.given("BITBUCKET_PIPE_STORAGE_DIR")
+    return {
+        "action": action,
+        "image": image,
+        "script": script,
+        "command": command,
+        "env": dict(parsers.env_entry("ENV", item, env) for item in parsers.string_list("ENV", env)),
+        "registries": tuple(parsers.registry_host("REGISTRIES", item) for item in parsers.string_list("REGISTRIES", env)),
+        "network": parsers.network("NETWORK", network) if network else None,
+        "docker_host_internal": parsers.ip_address("BITBUCKET_DOCKER_HOST_INTERNAL", host_internal) if host_internal else None,
+        "workdir": cwd,
+        "clone_dir": Path(settings.given("BITBUCKET_CLONE_DIR") or cwd),
+        "storage_dir": Path(storage) if storage else None,
+        "restrict_to": parsers.restriction("SETUP_RESTRICT_TO", settings.given("SETUP_RESTRICT_TO")),
+    }
 
-    entries = [parsers.env_entry("ENV", item, env) for item in parsers.string_list("ENV", env)]
-    registries = tuple(parsers.registry_host("REGISTRIES", item) for item in parsers.string_list("REGISTRIES", env))
 
-    universe = parsers.universe_domain("UNIVERSE_DOMAIN", pick("UNIVERSE_DOMAIN") or GOOGLE_DOMAIN)
-    endpoints = {}
+def _endpoints(settings: _Settings) -> dict:
+    """Where the step token and Google's tokens go: the universe and its STS and IAM Credentials roots."""
+    universe = parsers.universe_domain("UNIVERSE_DOMAIN", settings.pick("UNIVERSE_DOMAIN") or GOOGLE_DOMAIN)
+    roots = {}
     for name, service in (("STS_ENDPOINT", "sts"), ("IAM_CREDENTIALS_ENDPOINT", "iamcredentials")):
-        endpoints[name] = parsers.endpoint(name, pick(name) or f"https://{service}.{universe}")
-        if name not in sources and "UNIVERSE_DOMAIN" in sources:
-            sources[name] = sources["UNIVERSE_DOMAIN"]  # the default host follows whoever chose the universe
+        roots[name] = parsers.endpoint(name, settings.pick(name) or f"https://{service}.{universe}")
+        if name not in settings.sources and "UNIVERSE_DOMAIN" in settings.sources:
+            settings.sources[name] = settings.sources["UNIVERSE_DOMAIN"]  # the default host follows whoever chose the universe
+    return {"universe_domain": universe, "sts_endpoint": roots["STS_ENDPOINT"], "iam_endpoint": roots["IAM_CREDENTIALS_ENDPOINT"]}
 
-    delegates = tuple(parsers.service_account("DELEGATES", d) for d in parsers.string_list("DELEGATES", env))
-    id_audience = parsers.id_token_audience("ID_TOKEN_AUDIENCE", raw) if (raw := _text(env, "ID_TOKEN_AUDIENCE")) else None
-    for name, needed in (("DELEGATES", delegates), ("ID_TOKEN_AUDIENCE", id_audience)):
-        if needed and service_account is None:
-            raise PipeError(f"{name} needs SERVICE_ACCOUNT: Google mints these only for a service account, so set SERVICE_ACCOUNT too.")
-    lifetime = pick("ACCESS_TOKEN_LIFETIME")
-    scopes = tuple(parsers.scope("ACCESS_TOKEN_SCOPES", s) for s in parsers.string_list("ACCESS_TOKEN_SCOPES", env)) or (CLOUD_PLATFORM,)
-    raw_project = _text(env, "PROJECT_ID")
-    storage = _text(env, "BITBUCKET_PIPE_STORAGE_DIR")
 
-    clone_dir = Path(_text(env, "BITBUCKET_CLONE_DIR") or cwd)
-    return Config(
-        action=action,
-        provider=provider,
-        service_account=service_account,
-        image=image,
-        script=script,
-        command=command,
-        env=dict(entries),
-        registries=registries,
-        sts_endpoint=endpoints["STS_ENDPOINT"],
-        iam_endpoint=endpoints["IAM_CREDENTIALS_ENDPOINT"],
-        universe_domain=universe,
-        workdir=cwd,
-        clone_dir=clone_dir,
-        debug=parsers.boolean("DEBUG", env.get("DEBUG")),
-        scopes=scopes,
-        lifetime=parsers.seconds("ACCESS_TOKEN_LIFETIME", str(lifetime), 1, MAX_LIFETIME) if lifetime else 3600,
-        delegates=delegates,
-        project_id=parsers.project_id("PROJECT_ID", raw_project) if raw_project else parsers.project_of(service_account),
-        request_reason=parsers.header_value("REQUEST_REASON", reason) if (reason := _text(env, "REQUEST_REASON")) else None,
-        id_token_audience=id_audience,
-        id_token_include_email=parsers.boolean("ID_TOKEN_INCLUDE_EMAIL", env.get("ID_TOKEN_INCLUDE_EMAIL")),
-        export_credentials=parsers.boolean("EXPORT_CREDENTIALS", env.get("EXPORT_CREDENTIALS")),
-        credentials_in_container=parsers.boolean("GOOGLE_CREDENTIALS_IN_CONTAINER", env.get("GOOGLE_CREDENTIALS_IN_CONTAINER")),
-        storage_dir=Path(storage) if storage else None,
-        retry_attempts=_int(env, "RETRY_MAX_ATTEMPTS", 5, 1, 10),
-        retry_max_time=parsers.seconds("RETRY_MAX_TIME", _text(env, "RETRY_MAX_TIME") or "120s", 1, 3600),
-        request_timeout=parsers.seconds("REQUEST_TIMEOUT", _text(env, "REQUEST_TIMEOUT") or "30s", 1, 600),
-        network=parsers.network("NETWORK", network) if (network := _text(env, "NETWORK")) else None,
-        docker_host_internal=parsers.ip_address("BITBUCKET_DOCKER_HOST_INTERNAL", host) if (host := _text(env, "BITBUCKET_DOCKER_HOST_INTERNAL")) else None,
-        restrict_to=parsers.restriction("SETUP_RESTRICT_TO", _text(env, "SETUP_RESTRICT_TO")),
-        subject_token_type=from_file.subject_token_type,
-        sources=sources,
-    )
+def _tokens(settings: _Settings, service_account: str | None) -> dict:
+    """The tokens minted and where they are handed on: scopes, lifetime, ID token, audit reason, exports."""
+    env = settings.env
+    id_audience = parsers.id_token_audience("ID_TOKEN_AUDIENCE", raw) if (raw := settings.given("ID_TOKEN_AUDIENCE")) else None
+    if id_audience and service_account is None:
+        raise PipeError("ID_TOKEN_AUDIENCE needs SERVICE_ACCOUNT: Google mints these only for a service account, so set SERVICE_ACCOUNT too.")
+    lifetime = settings.pick("ACCESS_TOKEN_LIFETIME")
+    reason = settings.given("REQUEST_REASON")
+    return {
+        "scopes": tuple(parsers.scope("ACCESS_TOKEN_SCOPES", s) for s in parsers.string_list("ACCESS_TOKEN_SCOPES", env)) or (CLOUD_PLATFORM,),
+        "lifetime": parsers.seconds("ACCESS_TOKEN_LIFETIME", lifetime, 1, MAX_LIFETIME) if lifetime else 3600,
+        "id_token_audience": id_audience,
+        "id_token_include_email": settings.flag("ID_TOKEN_INCLUDE_EMAIL"),
+        "request_reason": parsers.header_value("REQUEST_REASON", reason) if reason else None,
+        "export_credentials": settings.flag("EXPORT_CREDENTIALS"),
+        "credentials_in_container": settings.flag("GOOGLE_CREDENTIALS_IN_CONTAINER"),
+    }
+
+
+def _reliability(settings: _Settings) -> dict:
+    """How hard the pipe tries: attempts, and the time one call and one exchange may take."""
+    return {
+        "retry_attempts": _whole_number(settings, "RETRY_MAX_ATTEMPTS", 5, 1, 10),
+        "retry_max_time": parsers.seconds("RETRY_MAX_TIME", settings.given("RETRY_MAX_TIME") or "120s", 1, 3600),
+        "request_timeout": parsers.seconds("REQUEST_TIMEOUT", settings.given("REQUEST_TIMEOUT") or "30s", 1, 600),
+    }
 
 
 def token_destination_warnings(cfg: Config) -> list[str]:
@@ -236,20 +267,18 @@ def token_destination_warnings(cfg: Config) -> list[str]:
         host = urls.parse(root).host
         if outside(host):
             chooser = cfg.sources.get(name, name)
-            fix = ("check that file (anyone who can push to the repository can change it)" if chooser.startswith(config_file.NAME)
+            fix = ("check that file (anyone who can push to the repository can change it)" if chooser.startswith(user_cred_config.NAME)
                    else f"unset {chooser} unless you trust that host")
             lines.append(f"{what} will be sent to {host}, outside {' and '.join(trusted)}, because {chooser} says so: {fix}.")
-    from pipe import registry  # imports google-auth: only once the variables are valid
-
     for netloc in cfg.registries:
-        if not registry.is_google(netloc) and outside(urls.parse(f"https://{netloc}").host):
+        if not google_registries.is_google(netloc) and outside(urls.parse(f"https://{netloc}").host):
             lines.append(f"Google access tokens may be sent to the registry {netloc}, which is not Google's, because REGISTRIES "
                          "lists it: keep it only if you trust that host.")
     return lines
 
 
-def _int(env: dict, name: str, default: int, minimum: int, maximum: int) -> int:
-    raw = _text(env, name)
+def _whole_number(settings: _Settings, name: str, default: int, minimum: int, maximum: int) -> int:
+    raw = settings.given(name)
     if raw is None:
         return default
     if not re.fullmatch(r"[0-9]{1,3}", raw.strip()) or not minimum <= int(raw.strip()) <= maximum:
@@ -257,8 +286,7 @@ def _int(env: dict, name: str, default: int, minimum: int, maximum: int) -> int:
     return int(raw.strip())
 
 
-def _action(env: dict, image, script, command) -> str:
-    raw = _text(env, "ACTION")
+def _action(raw: str | None, image, script, command) -> str:
     if raw is None:
         if script or command:
             return "run"

@@ -1,23 +1,21 @@
 """The step's Docker daemon: pull the private image and run it against the clone directory.
 
 Only what Bitbucket's docker service allows: bind mounts under $BITBUCKET_CLONE_DIR (HostConfig.Binds,
-never `mounts=`), no privileged mode. Credentials go to the daemon per pull and are never stored.
+never `mounts=`), no privileged mode. The daemon gets a pull-scoped registry token per pull (pipe.registry),
+never the Google access token, and nothing is stored.
 """
 
 import logging
 import os
 import re
-import stat
 import sys
-import tempfile
-import time
 from contextlib import contextmanager
 from pathlib import Path
 
 import docker
 from docker import errors as docker_errors
 
-from pipe import diagnose, redact
+from pipe import bitbucket, clone_dirs, diagnose, redact, retry, untrusted
 from pipe.errors import PipeError
 from pipe.parsers import Image
 
@@ -27,9 +25,13 @@ NEEDS_DOCKER = (
     "Cannot reach the step's Docker daemon{detail}: add `services: [docker]` to the step in "
     "bitbucket-pipelines.yml (locally, set DOCKER_HOST)."
 )
-# Bitbucket's own variables are useful to scripts; the two that are credentials are not forwarded.
-_SECRET_CONTEXT = {"BITBUCKET_STEP_OIDC_TOKEN", "PIPELINES_JWT_TOKEN"}
 OOM_EXIT = 137
+# What a terminal keeps from output it was shown: an escape sequence cut short (CAN ends it), an open string such as
+# a window title or hyperlink target (ST ends it), a hyperlink (OSC 8 closes it), a character set switched to line
+# drawing (ESC ( B and SI), and hidden, reversed or coloured text (SGR 0). Written after the run container's output
+# when that output held any control sequence, so the pipe's own ✔ and ✖ lines show as written.
+TERMINAL_RESET = b"\x18\x1b\\\x1b]8;;\x1b\\\x1b(B\x0f\x1b[0m"
+_STATEFUL = (b"\x1b", b"\x0e", b"\x9b", b"\x9d", b"\x90")  # ESC, SO, and the 8-bit CSI, OSC and DCS
 
 
 def connect(timeout: int = 60) -> docker.DockerClient:
@@ -41,31 +43,20 @@ def connect(timeout: int = 60) -> docker.DockerClient:
     return client
 
 
-# Daemon answers that mean "try again": the registry or its token service had a transient fault.
-_TRANSIENT = re.compile(
-    r"\b(?:408|429|5\d\d)\b|Service Unavailable|Bad Gateway|Gateway Time-?out|Too Many Requests|"
-    r"connection reset|connection refused|EOF|i/o timeout|TLS handshake timeout|timeout exceeded",
-    re.IGNORECASE,
-)
-
-
-def pull(client: docker.DockerClient, image: Image, auth: dict, principal: str, policy) -> None:
-    """Pull with per-pull credentials; transient registry faults are retried, the rest explained at once."""
-    started = time.monotonic()
-    for attempt in range(1, policy.attempts + 1):
+def pull(client: docker.DockerClient, image: Image, auth: dict | None, principal: str, policy: retry.RetryPolicy) -> None:
+    """Pull with the registry token (pipe.registry.daemon_auth); transient failures are retried within the same
+    budget as Google's calls, the rest explained at once."""
+    tries = retry.Attempts(policy, f"Pulling {image.reference}")
+    for attempt in tries:
         log.info(f"Pulling {image.reference}")
         try:
             _pull_once(client, image, auth)
             return
         except _PullFailed as failure:
-            explanation = redact.redact(failure.explanation)
-            pause = policy.delay(attempt, None)
-            spent = time.monotonic() - started + pause > policy.budget
-            if not _TRANSIENT.search(explanation) or attempt == policy.attempts or spent:
-                raise PipeError(diagnose.registry_error(explanation, image.reference, principal)) from None
-            log.warning(f"Pulling {image.reference} failed ({explanation}), retrying in {pause:.1f}s "
-                        f"(attempt {attempt + 1} of {policy.attempts})")
-            time.sleep(pause)
+            explanation = redact.redact(untrusted.text(failure.explanation))
+            kind = retry.of_daemon(explanation)
+            if kind is None or not tries.again(attempt, f"failed ({explanation})", kind):
+                raise PipeError(diagnose.pull_error(explanation, image, principal, transient=kind)) from None
 
 
 class _PullFailed(Exception):
@@ -96,11 +87,8 @@ def image_user(client: docker.DockerClient, image: Image) -> str:
 
 
 def run_environment(user_env: dict[str, str], environ: dict) -> dict[str, str]:
-    context = {
-        name: value for name, value in environ.items()
-        if (name.startswith("BITBUCKET_") or name == "CI") and name not in _SECRET_CONTEXT
-    }
-    return {**context, **user_env}
+    """Bitbucket's documented variables, by name (pipe.bitbucket), then ENV's."""
+    return {**bitbucket.forwarded(environ), **user_env}
 
 
 def _inside(path: Path, clone_dir: Path) -> bool:
@@ -111,25 +99,13 @@ def _inside(path: Path, clone_dir: Path) -> bool:
 
 @contextmanager
 def hidden(path: Path | None, clone_dir: Path):
-    """A bind that lays an empty read-only directory over `path`, when it exists, so the run container cannot
-    read files an earlier pipe exported into the clone it mounts. The empty directory lives in the clone
-    (Bitbucket's docker service binds nothing else) and is removed afterwards."""
-    if path is None or not _is_real_dir(path):
+    """A bind that lays an empty read-only directory over `path`, when it exists, so the run container cannot read
+    files an earlier pipe exported into the clone it mounts (pipe.clone_dirs.mask)."""
+    if path is None or not os.path.isdir(path) or os.path.islink(path):
         yield {}
         return
-    empty = tempfile.mkdtemp(prefix=".keyless-empty-", dir=clone_dir)
-    try:
-        os.chmod(empty, 0o555)
-        yield {empty: {"bind": str(path), "mode": "ro"}}
-    finally:
-        os.rmdir(empty)
-
-
-def _is_real_dir(path: Path) -> bool:
-    try:
-        return stat.S_ISDIR(os.lstat(path).st_mode)
-    except OSError:
-        return False
+    with clone_dirs.mask(clone_dir) as empty:
+        yield {str(empty): {"bind": str(path), "mode": "ro"}}
 
 
 def check_workdir(workdir: Path, clone_dir: Path) -> None:
@@ -163,7 +139,6 @@ def run(
     mounts: dict | None = None,
     network: str | None = None,
     docker_host_internal: str | None = None,
-    on_create=lambda container: None,
 ) -> int:
     """Run the image with the clone dir mounted at the same path; stream its output; return its exit code."""
     check_workdir(workdir, clone_dir)
@@ -176,7 +151,6 @@ def run(
     check_binds(volumes, clone_dir)
     container = _create(client, image, network, docker_host_internal, working_dir=str(workdir), volumes=volumes,
                         environment=environment, labels={"pipe.google-cloud-keyless": "run"}, **options)
-    on_create(container)
     try:
         stream = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
         container.start()
@@ -219,18 +193,40 @@ def _refusal(explanation: str, network: str | None) -> str:
     return f"The docker service refused to create the run container: {explanation}"
 
 
+class _Output:
+    """One of the run container's streams on its way to the pipe's: redacted, and remembering what the terminal will
+    need after it (a line break, a reset)."""
+
+    def __init__(self, target):
+        self.target, self.redactor = target, redact.StreamRedactor()
+        self.stateful, self.last = False, b"\n"
+
+    def write(self, data: bytes) -> None:
+        if data:
+            self.stateful = self.stateful or any(marker in data for marker in _STATEFUL)
+            self.last = data[-1:]
+            self.target.buffer.write(data)
+            self.target.flush()
+
+    def close(self) -> None:
+        self.write(self.redactor.close())  # the tail held back in case it began a token
+        self.target.buffer.write((TERMINAL_RESET if self.stateful else b"") + (b"" if self.last == b"\n" else b"\n"))
+        self.target.flush()
+
+
 def _copy_redacted(stream) -> None:
     """The container's output as it streams, with every token the step knows (and its common encodings) redacted:
-    a script could print the mounted step token, or a token an endpoint echoed."""
-    outputs = ((sys.stdout, redact.StreamRedactor()), (sys.stderr, redact.StreamRedactor()))
-    for chunks in stream:  # (stdout bytes | None, stderr bytes | None)
-        for chunk, (target, redactor) in zip(chunks, outputs, strict=True):
-            if chunk:
-                target.buffer.write(redactor.feed(chunk))
-                target.flush()
-    for target, redactor in outputs:  # the tail held back in case it began a token
-        target.buffer.write(redactor.close())
-        target.flush()
+    a script could print the mounted step token, or a token an endpoint echoed. Then the terminal is restored, also
+    when the copy is cut short (a signal)."""
+    outputs = (_Output(sys.stdout), _Output(sys.stderr))
+    try:
+        for chunks in stream:  # (stdout bytes | None, stderr bytes | None)
+            for chunk, output in zip(chunks, outputs, strict=True):
+                if chunk:
+                    output.write(output.redactor.feed(chunk))
+    finally:
+        for output in outputs:
+            output.close()
 
 
 def _oom_killed(container) -> bool:

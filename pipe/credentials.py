@@ -1,7 +1,8 @@
-"""Google credentials from the step token: STS exchange, then optional service-account impersonation.
+"""Google credentials from the step token: STS exchange, then optional service-account impersonation, and ID tokens.
 
-google-auth does the wire work (identity_pool with a subject-token supplier, impersonated_credentials);
-this module wires it to the pipe's endpoints and turns its exceptions into explained PipeErrors.
+google-auth does the wire work (identity_pool with a subject-token supplier, impersonated_credentials); this module
+wires it to the pipe's endpoints and transport, checks each success answer's fields before google-auth reads them
+(pipe.answers), and turns google-auth's exceptions into explained PipeErrors (pipe.diagnose).
 """
 
 import json
@@ -10,11 +11,13 @@ from datetime import datetime
 
 from google.auth import exceptions, identity_pool, impersonated_credentials
 
-from pipe import diagnose, redact
+from pipe import answers, diagnose, redact, untrusted
 from pipe.config import Config
 from pipe.errors import PipeError
 from pipe.oidc import StepToken
 from pipe.transport import Transport
+
+IAM_SCOPE = "https://www.googleapis.com/auth/iam"
 
 
 class _StepTokenSupplier(identity_pool.SubjectTokenSupplier):
@@ -32,10 +35,6 @@ class Minted:
     access_token: str = field(repr=False)
     expiry: datetime | None
     principal: str  # who the token speaks for, in IAM member form
-
-    @property
-    def registry_password(self) -> str:
-        return self.access_token
 
 
 def federated_credentials(cfg: Config, step: StepToken, scopes) -> identity_pool.Credentials:
@@ -75,62 +74,63 @@ def delegate_names(cfg: Config) -> list[str]:
 def id_token(cfg: Config, step: StepToken, transport: Transport) -> str:
     """An ID token for Cloud Run, IAP or Cloud Functions (IAM generateIdToken).
 
-    Called directly: google-auth's IDTokenCredentials ignores endpoint overrides (PSC, emulators).
-    """
-    federated = federated_credentials(cfg, step, ["https://www.googleapis.com/auth/iam"])
+    Called directly: google-auth's IDTokenCredentials ignores endpoint overrides (PSC, emulators)."""
+    federated = federated_credentials(cfg, step, [IAM_SCOPE])
     _refresh(federated, transport, cfg, step)
-    body = {"audience": cfg.id_token_audience, "delegates": delegate_names(cfg), "includeEmail": cfg.id_token_include_email}
-    response = transport(
-        cfg.iam_url(cfg.service_account, "generateIdToken"), method="POST", body=json.dumps(body).encode(),
+    request = {"audience": cfg.id_token_audience, "delegates": delegate_names(cfg), "includeEmail": cfg.id_token_include_email}
+    answer = transport(
+        cfg.iam_url(cfg.service_account, "generateIdToken"), method="POST", body=json.dumps(request).encode(),
         headers={"Authorization": f"Bearer {federated.token}", "Content-Type": "application/json"},
     )
-    try:
-        answer = json.loads(response.data)
-    except ValueError:
-        answer = {"message": response.data.decode(errors="replace")}
-    if response.status != 200 or not isinstance(answer, dict) or "token" not in answer:
-        body = answer if isinstance(answer, dict) else {"message": response.data.decode(errors="replace")}
-        raise PipeError(diagnose.iam_error(body, cfg, step, "generateIdToken", response.status))
-    redact.add_secret(answer["token"])
-    return answer["token"]
+    if answer.status != 200:
+        raise PipeError(diagnose.iam_error(_error_body(answer.data), cfg, step, "generateIdToken", answer.status))
+    token = answers.id_token(answer.data)
+    redact.add_secret(token)
+    return token
 
 
-class _Answers:
-    """The transport, remembering the last HTTP status: google-auth's exceptions carry the body but drop it."""
+class _Checked:
+    """The transport as google-auth sees it: remembers the last HTTP status (google-auth's exceptions carry the body
+    but drop it), and checks every success answer's fields before google-auth reads them."""
 
     def __init__(self, transport: Transport):
         self.transport = transport
         self.status: int | None = None
 
-    def __call__(self, *args, **kwargs):
-        response = self.transport(*args, **kwargs)
-        self.status = response.status
-        return response
+    def __call__(self, url, *args, **kwargs):
+        answer = self.transport(url, *args, **kwargs)
+        self.status = answer.status
+        if answer.status == 200:
+            if url.endswith("/v1/token"):
+                answers.check_sts(answer.data)
+            elif url.endswith(":generateAccessToken"):
+                answers.check_access_token(answer.data)
+        return answer
 
 
 def _refresh(credentials, transport: Transport, cfg: Config, step: StepToken) -> None:
-    answers = _Answers(transport)
+    checked = _Checked(transport)
     try:
-        credentials.refresh(answers)
+        credentials.refresh(checked)
     except exceptions.OAuthError as error:  # STS answered with an OAuth error body
-        raise PipeError(diagnose.sts_error(_body(error), cfg, step, answers.status)) from None
+        raise PipeError(diagnose.sts_error(_error_body(error), cfg, step, checked.status)) from None
     except exceptions.TransportError as error:
         raise PipeError(
             f"Could not reach Google ({redact.redact(str(error))}): check STS_ENDPOINT / IAM_CREDENTIALS_ENDPOINT "
             "and the step's network access to *.googleapis.com."
         ) from None
     except exceptions.RefreshError as error:  # IAM Credentials refused the impersonation
-        raise PipeError(diagnose.iam_error(_body(error), cfg, step, status=answers.status)) from None
+        raise PipeError(diagnose.iam_error(_error_body(error), cfg, step, status=checked.status)) from None
     redact.add_secret(credentials.token)
 
 
-def _body(error: Exception) -> dict:
-    """google-auth puts the raw response body in args[1]."""
-    raw = error.args[1] if len(error.args) > 1 else error.args[0] if error.args else ""
-    if isinstance(raw, dict):
-        return raw
-    try:
-        parsed = json.loads(raw)
-    except (TypeError, ValueError):
-        return {"message": str(raw)}
-    return parsed if isinstance(parsed, dict) else {"message": str(raw)}
+def _error_body(source) -> dict:
+    """Google's error body as a dict: from an answer's bytes, or google-auth's exception (the raw body in args[1])."""
+    if isinstance(source, bytes | str):
+        raw = source
+    else:
+        raw = source.args[1] if len(source.args) > 1 else source.args[0] if source.args else ""
+        if isinstance(raw, dict):
+            return raw
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+    return untrusted.json_or_none(text) or {"message": untrusted.text(text)}

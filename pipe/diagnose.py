@@ -1,427 +1,683 @@
-"""Google's terse errors, explained: which claim, value or resource is wrong, and the command that fixes it.
+"""Google's and the registries' refusals, explained: what is wrong, where, and the command that fixes it.
 
-Each function takes Google's answer (parsed body, HTTP status when known) plus what the pipe knows
-(variables, the step token's claims, read locally) and returns one line: the cause, or the likely causes
-most likely first with the check that tells them apart, and the fix with real values. Google's own text
-is quoted, never returned alone. Every command printed is one gcloud 528 accepts (pipe.gcloud).
+Each answer is first read into a Failure (pipe.error_models: the reason, status and code, then Google's standard
+messages where there is no structure). The explanation then goes by the reason when there is one (a disabled API,
+billing, VPC Service Controls, an organization policy, a missing project: the same for every service), then by
+what each service's code means, then by Google's wording where that is all there is. Where one answer has several
+causes, they are named most likely first, with the check that tells them apart; a fix is never stated as fact for
+a cause the answer does not establish. Every command printed is one gcloud 528 accepts (pipe.gcloud).
 """
 
 import re
+from dataclasses import dataclass
 
-from pipe import gcloud, parsers, registry
+from pipe import gcloud, google_registries, retry, service_accounts, shown
 from pipe.config import CLOUD_PLATFORM, Config
-from pipe.errors import PipeError
+from pipe.error_models import Failure, from_google, from_registry
 from pipe.oidc import StepToken
+from pipe.parsers import Image
+from pipe.provider import named_by_audience
 
 DOCTOR = "run the step with ACTION: doctor to check each stage"
 PROPAGATION = "new IAM bindings take up to 5 minutes to work"
+RETRY_BUDGET = "RETRY_MAX_ATTEMPTS and RETRY_MAX_TIME widen the retry budget"
 _QUOTE_LIMIT = 300
 
 
-def _quote(text: str) -> str:
+@dataclass(frozen=True)
+class Context:
+    """What the pipe knows besides the answer: its settings, the step token's claims, the image and who pulls it."""
+
+    cfg: Config | None = None
+    step: StepToken | None = None
+    image: Image | None = None
+    principal: str | None = None  # who the access token speaks for, as an IAM member
+
+    @property
+    def identity(self) -> str:
+        if self.principal:
+            return self.principal
+        return f"serviceAccount:{self.cfg.service_account}" if self.cfg and self.cfg.service_account else "the step's identity"
+
+
+def said(failure: Failure) -> str:
     """Google's text on one line, short: pretty-printed JSON and HTML error pages would break the line."""
-    title = re.search(r"<title>(.*?)</title>", text, re.S | re.I)
+    text = failure.message
+    title = re.search(r"<title>([^<]{0,200})</title>", text, re.I)
     flat = " ".join((title[1] if title else text).split())
-    return flat if len(flat) <= _QUOTE_LIMIT else flat[:_QUOTE_LIMIT] + "…"
+    label = " ".join(part for part in (f"HTTP {failure.status}" if failure.status else "", failure.code) if part)
+    quoted = flat if len(flat) <= _QUOTE_LIMIT else flat[:_QUOTE_LIMIT] + "…"
+    return ": ".join(part for part in (label, shown.clipped(quoted, _QUOTE_LIMIT + 1)) if part) or "no message"
 
 
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
+def _line(text: str) -> str:
+    return " ".join(text.split())
 
 
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+# --- the reasons every service shares ------------------------------------------------------------------------
+
+def _project(failure: Failure, context: Context) -> str | None:
+    """The project the answer is about: ErrorInfo's consumer, the project the message names, or IMAGE's; None when
+    none is known (a command is then not printed: gcloud refuses a placeholder in --project)."""
+    consumer = failure.get("consumer").removeprefix("projects/").removeprefix("project:")
+    if google_registries.is_project(consumer):
+        return consumer
+    image = _image_repository(failure, context)
+    return image.project if image else None
 
 
-_BUSY_TEXT = re.compile(r"throttled|rate limit|quota[_ ]exceeded|RESOURCE_EXHAUSTED|Too Many Requests", re.I)
+def _in(project: str | None) -> str:
+    return f"project {project}" if project else "the project that owns the image"
 
 
-def transient(body: dict, service: str, status: int | None = None) -> str | None:
-    """Google's own trouble (5xx, 429, quota) that outlasted the retries: not the user's configuration."""
-    error = body.get("error")
-    envelope = error if isinstance(error, dict) else {}
-    oauth_code = error if isinstance(error, str) else ""
-    code = _int(envelope.get("code")) or status
-    text = _text(body)
-    busy = code == 429 or oauth_code in ("quota_exceeded", "rate_limit_exceeded") or bool(_BUSY_TEXT.search(text))
-    if not busy and not (code and code >= 500) and oauth_code != "temporarily_unavailable":
-        return None
-    label = " ".join(part for part in (f"HTTP {code}" if code else "", envelope.get("status") or oauth_code) if part)
-    said = ": ".join(part for part in (label, _quote(text)) if part)
-    if busy:
-        return _one_line(
-            f"{service} is rate-limiting these requests ({said}) even after retries: this is Google's quota for token "
-            "requests, not your configuration; rerun the step, spread out parallel steps, or ask for more quota "
-            "(IAM Quota page, https://console.cloud.google.com/iam-admin/quotas); RETRY_MAX_ATTEMPTS and RETRY_MAX_TIME widen the retry budget."
-        )
-    return _one_line(
-        f"{service} is unavailable ({said}) even after retries: this is on Google's side, rerun the step; "
-        "RETRY_MAX_ATTEMPTS and RETRY_MAX_TIME widen the retry budget."
+def _service_disabled(failure: Failure, context: Context) -> str:
+    api = failure.get("service", "artifactregistry.googleapis.com")
+    project = _project(failure, context)
+    fix = (f"enable it with `{gcloud.services_enable(api, project=project)}`" if project else
+           f"enable {api} in that project (APIs & Services in the Google Cloud console)")
+    title = failure.get("title", "The API")
+    return (
+        f"{'The ' + title if not title.startswith('The ') else title} ({api}) is disabled in {_in(project)}, so "
+        f"{failure.service} refused the request (Google: {said(failure)}): {fix} and rerun in a few minutes."
     )
 
 
-def _text(body: dict) -> str:
-    """The human part of any of Google's error shapes (OAuth, JSON envelope, or raw text)."""
-    error = body.get("error")
-    if isinstance(error, dict):
-        return str(error.get("message") or "")
-    return _message_in(str(body.get("error_description") or body.get("message") or ""))
+def _billing_disabled(failure: Failure, context: Context) -> str:
+    project = _project(failure, context)
+    check = f"`{gcloud.billing_describe(project)}` shows billingEnabled; " if project else ""
+    return (
+        f"Billing is disabled for {_in(project)}, or its billing account is closed or past due, so {failure.service} "
+        f"refused the request (Google: {said(failure)}): {check}link an open billing account to the project (Billing in "
+        "the Google Cloud console), then rerun in a few minutes."
+    )
 
 
-_JSON_MESSAGE = re.compile(r'"message":\s*"((?:[^"\\]|\\.)*)"')
+def _vpc_service_controls(failure: Failure, context: Context) -> str:
+    uid = failure.get("uid")
+    return (
+        f"VPC Service Controls refused the request to {failure.service}: a service perimeter around "
+        f"{_in(_project(failure, context))} does not admit this step (Google: {said(failure)}). IAM grants cannot fix this: "
+        f"ask the perimeter's administrator for an ingress rule that admits {context.identity} to "
+        f"{failure.get('service', 'the service')}{f' (unique ID {uid} finds the denial in the audit logs)' if uid else ''}, "
+        "or run the step from inside the perimeter."
+    )
 
 
-def _message_in(raw: str) -> str:
-    """The message of an envelope that is not valid JSON (cut short, or with a trailing comma as Google's page shows)."""
-    found = _JSON_MESSAGE.search(raw)
-    return found[1].replace('\\"', '"') if found else raw
+def _organization_policy(failure: Failure, context: Context) -> str:
+    constraint = failure.get("constraint").rstrip(".") or {
+        "RESOURCE_USAGE_RESTRICTION_VIOLATED": "constraints/gcp.restrictServiceUsage",
+        "LOCATION_POLICY_VIOLATED": "constraints/gcp.resourceLocations",
+    }.get(failure.reason, "")
+    project = _project(failure, context)
+    check = (f"`{gcloud.org_policy_describe(constraint, project)}` shows it" if constraint and project else
+             "the Organization Policies page of the Google Cloud console lists them")
+    return (
+        f"An organization policy{f' ({constraint})' if constraint else ''} forbids this request to {failure.service} in "
+        f"{_in(project)} (Google: {said(failure)}): {check}; ask your organization policy administrator to allow "
+        f"{failure.get('service', 'the service')} for the project, or use a project the policy allows."
+    )
 
 
-# --- STS ---------------------------------------------------------------------------------------
+def _project_missing(failure: Failure, context: Context) -> str:
+    project = _project(failure, context)
+    commands = (f" (`{gcloud.project_describe(project)}`); a project deleted less than 30 days ago can be restored with "
+                f"`{gcloud.project_undelete(project)}`") if project else ""
+    return f"{_in(project).capitalize()} does not exist or was deleted (Google: {said(failure)}): check the project in IMAGE{commands}."
 
-_PROVIDER_AUDIENCE = re.compile(
-    r"(?:https:)?//iam\.[a-z0-9.-]+/(projects/[0-9]+/locations/global/workloadIdentityPools/[^/]+/providers/[^/]+)"
-)
-_ISSUER = re.compile(r"issuer in ID Token (\S+) does not match the expected ones?(?: in config)?:?\s*(\S*)")
+
+def _scope_insufficient(failure: Failure, context: Context) -> str:
+    scopes = " ".join(context.cfg.scopes) if context.cfg else CLOUD_PLATFORM
+    return (
+        f"The access token's scopes do not cover {failure.service} (Google: {said(failure)}): ACCESS_TOKEN_SCOPES is "
+        f"{scopes}; keep {CLOUD_PLATFORM} (the default) in ACCESS_TOKEN_SCOPES."
+    )
+
+
+def _token_expired(failure: Failure, context: Context) -> str:
+    return (
+        f"{failure.service} says the access token expired (Google: {said(failure)}): a long pull or run outlived it; rerun "
+        "the step, or raise ACCESS_TOKEN_LIFETIME."
+    )
+
+
+def _suspended(failure: Failure, context: Context) -> str:
+    return (
+        f"{_in(_project(failure, context)).capitalize()} is suspended (Google: {said(failure)}): its owners see why in the "
+        "Google Cloud console's notifications and can appeal there; nothing in the pipe's settings can change it."
+    )
+
+
+def _requester_pays(failure: Failure, context: Context) -> str:
+    bucket = failure.get("bucket")
+    turn_off = f" (`{gcloud.no_requester_pays('gs://' + bucket)}`)" if bucket else ""
+    return (
+        f"The Cloud Storage bucket{f' {bucket}' if bucket else ''} that holds the image's layers is a requester pays bucket, "
+        f"and the Docker daemon cannot name a project to bill (Google: {said(failure)}): turn requester pays off on that "
+        f"bucket{turn_off}, or move the image to Artifact Registry."
+    )
+
+
+def _gcr_shutdown(failure: Failure, context: Context) -> str:
+    project = _project(failure, context)
+    migrate = f"`{gcloud.gcr_migrate(project)}`" if project else "`gcloud artifacts docker upgrade migrate` for that project"
+    return (
+        f"Container Registry no longer serves {_in(project)}: gcr.io is shut down for projects that did not move "
+        f"(Google: {said(failure)}). Move to Artifact Registry: {migrate} creates gcr.io repositories in Artifact "
+        "Registry that keep the same image names; or push the image to a LOCATION-docker.pkg.dev repository and change IMAGE."
+    )
+
+
+REASONS = {
+    "SERVICE_DISABLED": _service_disabled,
+    "BILLING_DISABLED": _billing_disabled,
+    "SECURITY_POLICY_VIOLATED": _vpc_service_controls,
+    "RESOURCE_USAGE_RESTRICTION_VIOLATED": _organization_policy,
+    "LOCATION_POLICY_VIOLATED": _organization_policy,
+    "ORG_RESTRICTION_VIOLATION": _organization_policy,
+    "ORG_POLICY": _organization_policy,
+    "CONSUMER_INVALID": _project_missing,
+    "RESOURCE_PROJECT_INVALID": _project_missing,
+    "ACCESS_TOKEN_SCOPE_INSUFFICIENT": _scope_insufficient,
+    "ACCESS_TOKEN_EXPIRED": _token_expired,
+    "CONSUMER_SUSPENDED": _suspended,
+    "GCP_SUSPENDED": _suspended,
+    "USER_PROJECT_MISSING": _requester_pays,
+    "USER_PROJECT_DENIED": _requester_pays,
+    "GCR_SHUTDOWN": _gcr_shutdown,
+}
+
+
+def transient(failure: Failure, what: str | None = None) -> str:
+    """Google's or the registry's own trouble that outlasted the retries: not the user's configuration."""
+    what = what or failure.service
+    if failure.transient == retry.THROTTLED:
+        return (
+            f"{what} is rate-limiting these requests ({said(failure)}) even after retries: this is Google's quota for these "
+            "requests, not your configuration; rerun the step, spread out parallel steps, or ask for more quota "
+            f"(IAM & Admin → Quotas in the Google Cloud console); {RETRY_BUDGET}."
+        )
+    cause = "the network between the step and it failed" if failure.transient == retry.NETWORK else "this is on Google's side"
+    return f"{what} is unavailable ({said(failure)}) even after retries: {cause}, not your configuration; rerun the step; {RETRY_BUDGET}."
+
+
+def _explain(failure: Failure, context: Context, rules) -> str:
+    """The shared reasons first, then the service's own rules, then transient trouble, else None."""
+    if failure.reason in REASONS:
+        return REASONS[failure.reason](failure, context)
+    for rule in rules:
+        found = rule(failure, context)
+        if found:
+            return found
+    if failure.transient:
+        return transient(failure)
+    return ""
+
+
+# --- Google STS ---------------------------------------------------------------------------------------------------
+
+_ISSUER = re.compile(r"issuer in ID Token (\S{1,500}) does not match the expected ones?(?: in config)?:?\s*(\S{0,500})")
 
 
 def sts_error(body: dict, cfg: Config, step: StepToken, status: int | None = None) -> str:
-    return _one_line(_sts(body, cfg, step, status))
+    failure = from_google(body, status, "Google STS")
+    context = Context(cfg, step)
+    return _line(_explain(failure, context, _STS_RULES) or _sts_unknown(failure, context))
 
 
-def _sts(body: dict, cfg: Config, step: StepToken, status: int | None) -> str:
-    busy = transient(body, "Google STS", status)
-    if busy:
-        return busy
-    code = body.get("error") if isinstance(body.get("error"), str) else ""
-    text = _text(body)
-    said = _quote(text)
-    name = cfg.provider.name
-    if "subject_token must be nonempty" in text:
-        return (
-            f"The step's OIDC token reached Google STS empty (Google: {said}): add `oidc: true` to the step in "
-            "bitbucket-pipelines.yml, and leave OIDC_TOKEN unset unless it holds a token."
-        )
-    if 'Invalid value for "audience"' in text:
-        universe = "" if cfg.universe_domain == "googleapis.com" else (
-            f" With UNIVERSE_DOMAIN {cfg.universe_domain}, STS_ENDPOINT ({cfg.sts_endpoint}) must be that universe's STS."
-        )
-        return (
-            f"Google STS does not take WORKLOAD_IDENTITY_PROVIDER ({name}) as a provider's name (Google: {said}): it must "
-            "be the provider's full resource name with the project NUMBER, naming the provider, not the pool or a "
-            f"principalSet; `{gcloud.provider('describe', cfg.provider)}` shows whether it is one.{universe}"
-        )
-    if code == "invalid_target" or "target service indicated" in text:
-        return (
-            f"Google STS found no active workload identity provider {name} (Google: {said}): either the project "
-            f"number {cfg.provider.project_number}, pool ID {cfg.provider.pool_id} or provider ID {cfg.provider.provider_id} "
-            f"in WORKLOAD_IDENTITY_PROVIDER is wrong, or the provider is disabled or deleted. Check with "
-            f"`{gcloud.provider('describe', cfg.provider)}`: NOT_FOUND means fix WORKLOAD_IDENTITY_PROVIDER; state DISABLED "
-            f"means `{gcloud.provider('update-oidc', cfg.provider, '--no-disabled')}`; state DELETED means "
-            f"`{gcloud.provider('undelete', cfg.provider)}` (within 30 days)."
-        )
-    if re.search(r"audience in (?:ID Token|JWT)", text):
-        return _audience(cfg, step, said)
-    issuer = _ISSUER.search(text)
-    if issuer or ("issuer" in text and "not found" in text):
-        expected = issuer[2] if issuer and issuer[2] else "another issuer"
-        return (
-            f"The step's OIDC token was issued by {step.claim('iss')}, but provider {cfg.provider.provider_id} expects "
-            f"{expected} (Google: {said}). Each Bitbucket workspace has its own issuer (Repository settings → OpenID "
-            f"Connect): if that provider belongs to another workspace, set WORKLOAD_IDENTITY_PROVIDER to this workspace's "
-            f"provider; if it is this workspace's provider, fix its issuer with "
-            f"`{gcloud.provider('update-oidc', cfg.provider, '--issuer-uri=' + gcloud.arg(step.claim('iss')))}`."
-        )
-    if "stale to sign-in" in text:
-        return (
-            f"Google says the step's OIDC token is expired or not yet valid (iat {step.claim('iat')}, exp "
-            f"{step.claim('exp')}; Google: {said}): Bitbucket's token lasts about an hour from the start of the step, so "
-            "run the pipe earlier in the step or in its own step with `oidc: true`; a fresh token refused this way "
-            "means the step's clock is off."
-        )
-    if "Unable to parse the ID Token" in text:
-        return (
-            f"Google STS could not parse the step's OIDC token as a JWT (Google: {said}): pass $BITBUCKET_STEP_OIDC_TOKEN "
-            "unchanged, with no quotes, spaces or extra characters (check OIDC_TOKEN if you set it)."
-        )
-    if "Unable to verify the ID Token signature" in text:
-        return (
-            f"Google could not verify the step token's signature with the keys provider {cfg.provider.provider_id} "
-            f"holds for {step.claim('iss')} (Google: {said}): if the provider has uploaded keys (--jwk-json-path), they "
-            f"are out of date; upload the current ones from {step.claim('iss')}/keys.json, or remove them so Google "
-            "fetches the issuer's keys itself."
-        )
-    if "Error connecting to the given credential's issuer" in text:
-        return (
-            f"Google could not fetch the OIDC discovery document or keys of {step.claim('iss')} (Google: {said}): the "
-            f"issuer must serve {step.claim('iss')}/.well-known/openid-configuration and its keys publicly over https; "
-            f"if provider {cfg.provider.provider_id} has uploaded keys (--jwk-json-path), the step token's key must be "
-            f"among them (refresh them from {step.claim('iss')}/keys.json)."
-        )
-    if "rejected by the attribute condition" in text:
-        condition = gcloud.arg(f"assertion.repositoryUuid == '{step.claim('repositoryUuid')}'")
-        return (
-            f"Provider {cfg.provider.provider_id}'s attribute condition rejected this step "
-            f"(repositoryUuid {step.claim('repositoryUuid')}, branchName {step.claim('branchName')}, "
-            f"deploymentEnvironmentUuid {step.claim('deploymentEnvironmentUuid')}; Google: {said}): compare with "
-            f"`{gcloud.provider('describe', cfg.provider, '--format=' + gcloud.arg('value(attributeCondition)'))}` "
-            "(claims are case-sensitive and must be mapped before the condition can use them); to admit this "
-            f"repository, `{gcloud.provider('update-oidc', cfg.provider, '--attribute-condition=' + condition)}`."
-        )
-    if "127 bytes" in text:
-        mapping = "google.subject=assertion.repositoryUuid,attribute.repository_uuid=assertion.repositoryUuid"
-        return (
-            f"A mapped attribute of provider {cfg.provider.provider_id} exceeds Google's 127-byte limit (sub is "
-            f"{len(step.claim('sub').encode())} bytes; Google: {said}): map shorter claims, e.g. "
-            f"`{gcloud.provider('update-oidc', cfg.provider, '--attribute-mapping=' + mapping)}` (the flag replaces the "
-            "whole mapping: keep every attribute your condition and bindings use)."
-        )
-    if "Scope(s) must be provided" in text or "requested_token_type" in text:
-        return (
-            f"Google STS refused the token exchange for {name} as malformed (Google: {said}): this is a bug in the "
-            "pipe, please report it with the step's log (DEBUG: 'true' prints no tokens)."
-        )
+def _sts_empty(failure: Failure, context: Context) -> str | None:
+    if "subject_token must be nonempty" in failure.message:
+        return (f"The step's OIDC token reached Google STS empty (Google: {said(failure)}): add `oidc: true` to the step in "
+                "bitbucket-pipelines.yml, and leave OIDC_TOKEN unset unless it holds a token.")
+    return None
+
+
+def _sts_audience_invalid(failure: Failure, context: Context) -> str | None:
+    if 'Invalid value for "audience"' not in failure.message:
+        return None
+    cfg = context.cfg
+    universe = "" if cfg.universe_domain == "googleapis.com" else (
+        f" With UNIVERSE_DOMAIN {cfg.universe_domain}, STS_ENDPOINT ({cfg.sts_endpoint}) must be that universe's STS.")
     return (
-        f"Google STS refused the token exchange for {name} ({code or 'HTTP ' + str(status or '?')}: {said}): compare the "
-        f"provider's issuer, audiences and condition (`{gcloud.provider('describe', cfg.provider)}`) with this step's "
-        f"token (iss {step.claim('iss')}, aud {', '.join(step.audiences) or '(none)'}), and {DOCTOR}."
+        f"Google STS does not take WORKLOAD_IDENTITY_PROVIDER ({cfg.provider.name}) as a provider's name (Google: "
+        f"{said(failure)}): it must be the provider's full resource name with the project NUMBER, naming the provider, not "
+        f"the pool or a principalSet; `{gcloud.provider('describe', cfg.provider)}` shows whether it is one.{universe}"
     )
 
 
-def _audience(cfg: Config, step: StepToken, said: str) -> str:
+def _sts_no_provider(failure: Failure, context: Context) -> str | None:
+    if failure.code != "invalid_target" and "target service indicated" not in failure.message:
+        return None
+    p = context.cfg.provider
+    return (
+        f"Google STS found no active workload identity provider {p.name} (Google: {said(failure)}): either the project "
+        f"number {p.project_number}, pool ID {p.pool_id} or provider ID {p.provider_id} in WORKLOAD_IDENTITY_PROVIDER is "
+        f"wrong, or the provider is disabled or deleted. Check with `{gcloud.provider('describe', p)}`: NOT_FOUND means "
+        f"fix WORKLOAD_IDENTITY_PROVIDER; state DISABLED means `{gcloud.provider('update-oidc', p, '--no-disabled')}`; "
+        f"state DELETED means `{gcloud.provider('undelete', p)}` (within 30 days)."
+    )
+
+
+def _sts_audience_mismatch(failure: Failure, context: Context) -> str | None:
     """Never widen a provider first: the token may simply have been requested for another provider."""
-    auds = step.audiences
-    named = [m[1] for aud in auds if (m := _PROVIDER_AUDIENCE.fullmatch(aud))]
-    if named and cfg.provider.name not in named:
+    if not re.search(r"audience in (?:ID Token|JWT)", failure.message):
+        return None
+    cfg, auds = context.cfg, context.step.audiences
+    named = [p for aud in auds if (p := named_by_audience(aud))]
+    if named and cfg.provider not in named:
         return (
-            f"The step's OIDC token was requested for provider {named[0]} (its audience), but WORKLOAD_IDENTITY_PROVIDER "
-            f"is {cfg.provider.name} (Google: {said}): use the same provider in both, the step's `oidc: audiences:` and "
-            "WORKLOAD_IDENTITY_PROVIDER; do not add the other provider's audience to this one."
+            f"The step's OIDC token was requested for provider {named[0].name} (its audience), but WORKLOAD_IDENTITY_PROVIDER "
+            f"is {cfg.provider.name} (Google: {said(failure)}): use the same provider in both, the step's `oidc: audiences:` "
+            "and WORKLOAD_IDENTITY_PROVIDER; do not add the other provider's audience to this one."
         )
-    shown = ", ".join(auds) or "(none)"
     check = gcloud.provider("describe", cfg.provider, "--format=" + gcloud.arg("value(oidc.allowedAudiences)"))
     widen = (
-        f"only if it is, add the audience (the flag replaces the list, so repeat every audience it printed): "
-        f"`{gcloud.provider('update-oidc', cfg.provider, '--allowed-audiences=' + gcloud.arg(auds[0]))}`; "
-        if auds else ""
-    )
+        "only if it is, add the audience (the flag replaces the list, so repeat every audience it printed): "
+        f"`{gcloud.provider('update-oidc', cfg.provider, gcloud.list_flag('--allowed-audiences', auds[:1]))}`; " if auds else "")
     return (
-        f"The step's OIDC token has audience {shown}, which provider {cfg.provider.provider_id} does not allow "
-        f"(Google: {said}). First check WORKLOAD_IDENTITY_PROVIDER names the provider set up for this workspace: "
-        f"`{check}` lists the audiences it accepts (an empty list means only https://iam.googleapis.com/{cfg.provider.name}); "
-        f"{widen}or request that audience instead with the step's `oidc: audiences: [https://iam.googleapis.com/{cfg.provider.name}]`."
+        f"The step's OIDC token has audience {', '.join(auds) or '(none)'}, which provider {cfg.provider.provider_id} does "
+        f"not allow (Google: {said(failure)}). First check WORKLOAD_IDENTITY_PROVIDER names the provider set up for this "
+        f"workspace: `{check}` lists the audiences it accepts (an empty list means only {cfg.provider.default_oidc_audience}); "
+        f"{widen}or request that audience instead with the step's `oidc: audiences: [{cfg.provider.default_oidc_audience}]`."
     )
 
 
-# --- IAM Credentials -----------------------------------------------------------------------
+def _sts_issuer(failure: Failure, context: Context) -> str | None:
+    issuer = _ISSUER.search(failure.message)
+    if not issuer and not ("issuer" in failure.message and "not found" in failure.message):
+        return None
+    cfg, iss = context.cfg, context.step.claim("iss")
+    expected = issuer[2] if issuer and issuer[2] else "another issuer"
+    return (
+        f"The step's OIDC token was issued by {iss}, but provider {cfg.provider.provider_id} expects {expected} (Google: "
+        f"{said(failure)}). Each Bitbucket workspace has its own issuer (Repository settings → OpenID Connect): if that "
+        "provider belongs to another workspace, set WORKLOAD_IDENTITY_PROVIDER to this workspace's provider; if it is this "
+        f"workspace's provider, fix its issuer with `{gcloud.provider('update-oidc', cfg.provider, '--issuer-uri=' + gcloud.arg(iss))}`."
+    )
 
-def _iam_message(body: dict) -> tuple[str, str, int | None]:
-    error = body.get("error") if isinstance(body.get("error"), dict) else {}
-    reasons = [d.get("reason", "") for d in error.get("details", []) if isinstance(d, dict)]
-    message = str(error.get("message") or _message_in(str(body.get("message") or "")))
-    return message, " ".join(reasons), _int(error.get("code"))
 
+def _sts_token_rejected(failure: Failure, context: Context) -> str | None:
+    step, p, message = context.step, context.cfg.provider, failure.message
+    if "stale to sign-in" in message:
+        return (
+            f"Google says the step's OIDC token is expired or not yet valid (iat {step.claim('iat')}, exp {step.claim('exp')}; "
+            f"Google: {said(failure)}): Bitbucket's token lasts about an hour from the start of the step, so run the pipe "
+            "earlier in the step or in its own step with `oidc: true`; a fresh token refused this way means the step's clock is off.")
+    if "Unable to parse the ID Token" in message:
+        return (f"Google STS could not parse the step's OIDC token as a JWT (Google: {said(failure)}): pass "
+                "$BITBUCKET_STEP_OIDC_TOKEN unchanged, with no quotes, spaces or extra characters (check OIDC_TOKEN if you set it).")
+    iss = step.claim("iss")
+    if "Unable to verify the ID Token signature" in message:
+        return (
+            f"Google could not verify the step token's signature with the keys provider {p.provider_id} holds for {iss} "
+            f"(Google: {said(failure)}): if the provider has uploaded keys (--jwk-json-path), they are out of date; upload the "
+            f"current ones from {iss}/keys.json, or remove them so Google fetches the issuer's keys itself.")
+    if "Error connecting to the given credential's issuer" in message:
+        return (
+            f"Google could not fetch the OIDC discovery document or keys of {iss} (Google: {said(failure)}): the issuer must "
+            f"serve {iss}/.well-known/openid-configuration and its keys publicly over https; if provider {p.provider_id} has "
+            f"uploaded keys (--jwk-json-path), the step token's key must be among them (refresh them from {iss}/keys.json).")
+    return None
+
+
+def _sts_condition(failure: Failure, context: Context) -> str | None:
+    step, p = context.step, context.cfg.provider
+    if "rejected by the attribute condition" in failure.message:
+        condition = gcloud.arg(f"assertion.repositoryUuid == '{step.claim('repositoryUuid')}'")
+        return (
+            f"Provider {p.provider_id}'s attribute condition rejected this step (repositoryUuid {step.claim('repositoryUuid')}, "
+            f"branchName {step.claim('branchName')}, deploymentEnvironmentUuid {step.claim('deploymentEnvironmentUuid')}; "
+            f"Google: {said(failure)}): compare with "
+            f"`{gcloud.provider('describe', p, '--format=' + gcloud.arg('value(attributeCondition)'))}` (claims are "
+            "case-sensitive and must be mapped before the condition can use them); to admit this repository, "
+            f"`{gcloud.provider('update-oidc', p, '--attribute-condition=' + condition)}`.")
+    if "127 bytes" in failure.message:
+        mapping = "google.subject=assertion.repositoryUuid,attribute.repository_uuid=assertion.repositoryUuid"
+        return (
+            f"A mapped attribute of provider {p.provider_id} exceeds Google's 127-byte limit (sub is "
+            f"{len(step.claim('sub').encode())} bytes; Google: {said(failure)}): map shorter claims, e.g. "
+            f"`{gcloud.provider('update-oidc', p, '--attribute-mapping=' + mapping)}` (the flag replaces the whole mapping: "
+            "keep every attribute your condition and bindings use).")
+    if "Scope(s) must be provided" in failure.message or "requested_token_type" in failure.message:
+        return (f"Google STS refused the token exchange for {p.name} as malformed (Google: {said(failure)}): this is a bug in "
+                "the pipe, please report it with the step's log (DEBUG: 'true' prints no tokens).")
+    return None
+
+
+_STS_RULES = (_sts_empty, _sts_audience_invalid, _sts_no_provider, _sts_audience_mismatch, _sts_issuer,
+              _sts_token_rejected, _sts_condition)
+
+
+def _sts_unknown(failure: Failure, context: Context) -> str:
+    cfg, step = context.cfg, context.step
+    return (
+        f"Google STS refused the token exchange for {cfg.provider.name} ({said(failure)}): compare the provider's issuer, "
+        f"audiences and condition (`{gcloud.provider('describe', cfg.provider)}`) with this step's token (iss "
+        f"{step.claim('iss')}, aud {', '.join(step.audiences) or '(none)'}), and {DOCTOR}."
+    )
+
+
+# --- IAM Credentials ------------------------------------------------------------------------------------------
 
 def iam_error(body: dict, cfg: Config, step: StepToken, method: str = "generateAccessToken", status: int | None = None) -> str:
-    return _one_line(_iam(body, cfg, step, method, status))
+    failure = from_google(body, status, "IAM Credentials")
+    if failure.reason == "SERVICE_DISABLED" and not failure.get("service"):
+        failure.metadata["service"] = "iamcredentials.googleapis.com"
+    if failure.reason == "SERVICE_DISABLED" and not failure.get("consumer"):
+        failure.metadata["consumer"] = cfg.provider.project_number
+    context = Context(cfg, step)
+    explained = _explain(failure, context, (_iam_not_found, _iam_unauthenticated, _iam_lifetime))
+    if not explained and (failure.status == 403 or failure.code == "PERMISSION_DENIED" or failure.reason == "IAM_PERMISSION_DENIED"
+                          or "denied on resource" in failure.message or "does not have permission" in failure.message):
+        explained = _impersonation_denied(cfg, context.step, method, failure)
+    if not explained and (failure.status == 400 or failure.code == "INVALID_ARGUMENT"):
+        asked = f"ID_TOKEN_AUDIENCE ({cfg.id_token_audience})" if method == "generateIdToken" else f"ACCESS_TOKEN_SCOPES ({' '.join(cfg.scopes)})"
+        explained = (
+            f"IAM Credentials refused the {method} request for {cfg.service_account} as invalid (Google: {said(failure)}): "
+            f"check {asked} — scopes are OAuth scopes such as cloud-platform, not your service's URL (that is "
+            "ID_TOKEN_AUDIENCE) — and that SERVICE_ACCOUNT and DELEGATES are plain service account e-mails.")
+    return _line(explained or (
+        f"IAM Credentials {method} for {cfg.service_account} failed ({said(failure)}): check the account with "
+        f"`{gcloud.service_account('describe', cfg.service_account)}` and {DOCTOR}."))
 
 
-def _iam(body: dict, cfg: Config, step: StepToken, method: str, status: int | None) -> str:
-    busy = transient(body, "IAM Credentials", status)
-    if busy:
-        return busy
-    message, reasons, code = _iam_message(body)
-    code = code or status
-    said = _quote(message) or "no message"
-    sa = cfg.service_account
-    describe = gcloud.service_account("describe", sa)
-    if "SERVICE_DISABLED" in reasons or "has not been used in project" in message:
-        project = re.search(r"project (\d+)", message)
-        number = project[1] if project else cfg.provider.project_number
-        return (
-            f"The IAM Service Account Credentials API is disabled in project {number} (Google: {said}): enable it with "
-            f"`gcloud services enable iamcredentials.googleapis.com --project={number}` and rerun in a few minutes."
-        )
-    missing = re.search(r"Gaia id not found for email (\S+)", message)
-    if code == 404 or missing or "NOT_FOUND" in message:
-        who = missing[1].rstrip(".") if missing else sa
-        chain = f" (or one of DELEGATES: {', '.join(cfg.delegates)})" if cfg.delegates and not missing else ""
-        return (
-            f"Service account {who}{chain} was not found (HTTP {code or 404}: {said}): check the e-mail in SERVICE_ACCOUNT "
-            f"for a typo, another project or a deleted account with `{gcloud.service_account('describe', who)}`."
-        )
-    if code == 401 or "invalid authentication credentials" in message:
-        return (
-            f"IAM Credentials did not accept the federated token while impersonating {sa} ({said}): STS_ENDPOINT "
-            f"({cfg.sts_endpoint}) and IAM_CREDENTIALS_ENDPOINT ({cfg.iam_endpoint}) must be Google's endpoints of the "
-            "same universe, so the token from one is valid at the other."
-        )
-    if "lifetime" in message and ("1 hour" in message or "3600" in message):
-        if cfg.lifetime > 3600:
-            return (
-                f"Google refused a token lifetime over 1 hour for {sa} (ACCESS_TOKEN_LIFETIME is {cfg.lifetime}s; "
-                f"Google: {said}): set ACCESS_TOKEN_LIFETIME to 3600s or less, or list the account in the org policy "
-                "constraints/iam.allowServiceAccountCredentialLifetimeExtension."
-            )
-        return (
-            f"Google says the token lifetime exceeds 1 hour although ACCESS_TOKEN_LIFETIME is {cfg.lifetime}s "
-            f"(Google: {said}): the runner's clock is ahead of Google's; set ACCESS_TOKEN_LIFETIME to 3300s to leave room."
-        )
-    if code == 403 or "IAM_PERMISSION_DENIED" in reasons or "denied on resource" in message or "does not have permission" in message:
-        return _impersonation_denied(cfg, step, method, said)
-    if code == 400 or "INVALID_ARGUMENT" in message or "invalid argument" in message:
-        asked = f"ID_TOKEN_AUDIENCE ({cfg.id_token_audience})" if method == "generateIdToken" else (
-            f"ACCESS_TOKEN_SCOPES ({' '.join(cfg.scopes)})"
-        )
-        return (
-            f"IAM Credentials refused the {method} request for {sa} as invalid (Google: {said}): check {asked} — scopes "
-            "are OAuth scopes such as cloud-platform, not your service's URL (that is ID_TOKEN_AUDIENCE) — and that "
-            "SERVICE_ACCOUNT and DELEGATES are plain service account e-mails."
-        )
+def _iam_not_found(failure: Failure, context: Context) -> str | None:
+    cfg = context.cfg
+    missing = re.search(r"Gaia id not found for email (\S{1,300})", failure.message)
+    if failure.status != 404 and failure.code != "NOT_FOUND" and not missing:
+        return None
+    named = missing[1].strip(".,;:'\"()[]") if missing else ""
+    who = named if service_accounts.is_email(named) else cfg.service_account
+    chain = f" (or one of DELEGATES: {', '.join(cfg.delegates)})" if cfg.delegates and not missing else ""
     return (
-        f"IAM Credentials {method} for {sa} failed (HTTP {code or '?'}: {said}): check the account with `{describe}` "
-        f"and {DOCTOR}."
-    )
+        f"Service account {who}{chain} was not found (HTTP {failure.status or 404}: {shown.clipped(failure.message or 'no message', 300)}): "
+        f"check the e-mail in SERVICE_ACCOUNT for a typo, another project or a deleted account with "
+        f"`{gcloud.service_account('describe', who)}`.")
 
 
-def _impersonation_denied(cfg: Config, step: StepToken, method: str, said: str) -> str:
+def _iam_unauthenticated(failure: Failure, context: Context) -> str | None:
+    if failure.status != 401 and failure.code != "UNAUTHENTICATED" and "invalid authentication credentials" not in failure.message:
+        return None
+    cfg = context.cfg
+    return (
+        f"IAM Credentials did not accept the federated token while impersonating {cfg.service_account} ({said(failure)}): "
+        f"STS_ENDPOINT ({cfg.sts_endpoint}) and IAM_CREDENTIALS_ENDPOINT ({cfg.iam_endpoint}) must be Google's endpoints of "
+        "the same universe, so the token from one is valid at the other.")
+
+
+def _iam_lifetime(failure: Failure, context: Context) -> str | None:
+    message, cfg = failure.message, context.cfg
+    if "lifetime" not in message or not ("1 hour" in message or "3600" in message):
+        return None
+    if cfg.lifetime > 3600:
+        return (
+            f"Google refused a token lifetime over 1 hour for {cfg.service_account} (ACCESS_TOKEN_LIFETIME is {cfg.lifetime}s; "
+            f"Google: {said(failure)}): set ACCESS_TOKEN_LIFETIME to 3600s or less, or list the account in the org policy "
+            "constraints/iam.allowServiceAccountCredentialLifetimeExtension.")
+    return (
+        f"Google says the token lifetime exceeds 1 hour although ACCESS_TOKEN_LIFETIME is {cfg.lifetime}s (Google: "
+        f"{said(failure)}): the runner's clock is ahead of Google's; set ACCESS_TOKEN_LIFETIME to 3300s to leave room.")
+
+
+def _impersonation_denied(cfg: Config, step: StepToken, method: str, failure: Failure) -> str:
     sa = cfg.service_account
     member = cfg.provider.repository_member(step.claim("repositoryUuid"))
     grant = gcloud.service_account("add-iam-policy-binding", sa, "--role=roles/iam.workloadIdentityUser", f"--member={gcloud.arg(member)}")
     chain = (
         f" With DELEGATES, the repository needs that role on {cfg.delegates[0]} and each account in the chain "
-        "roles/iam.serviceAccountTokenCreator on the next."
-        if cfg.delegates else ""
-    )
+        "roles/iam.serviceAccountTokenCreator on the next." if cfg.delegates else "")
     return (
-        f"This repository's identity may not impersonate {sa} for {method} (Google: {said}). Most likely the grant is "
-        f"missing: `{grant}`. If that binding exists, its principalSet does not match this token: provider "
+        f"This repository's identity may not impersonate {sa} for {method} (Google: {said(failure)}). Most likely the grant "
+        f"is missing: `{grant}`. If that binding exists, its principalSet does not match this token: provider "
         f"{cfg.provider.provider_id} must map attribute.repository_uuid=assertion.repositoryUuid and the binding must name "
         f"repository {step.claim('repositoryUuid')}. If the account does not exist, "
-        f"`{gcloud.service_account('describe', sa)}` says NOT_FOUND. Otherwise wait: {PROPAGATION}.{chain}"
-    )
+        f"`{gcloud.service_account('describe', sa)}` says NOT_FOUND. Otherwise wait: {PROPAGATION}.{chain}")
 
 
-# --- Registry --------------------------------------------------------------------------------
+# --- the registry -----------------------------------------------------------------------------------------------
 
-_DENIED = re.compile(r'Permission "(?P<perm>[\w.]+)" denied on resource "(?P<res>projects/[^"]+)"')
-_ANONYMOUS = re.compile(r'Unauthenticated requests do not have permission "(?P<perm>[\w.]+)" on resource "(?P<res>projects/[^"]+)"')
-_NO_REPOSITORY = re.compile(r'name unknown: Repository "(?P<repo>[^"]+)" not found')
-_REGISTRY_BUSY = re.compile(r"\b(?:429|5\d\d)\b|Service Unavailable|Bad Gateway|Gateway Time-?out|Too Many Requests", re.I)
-_GCR_LOCATIONS = {"gcr.io": "us", "us.gcr.io": "us", "eu.gcr.io": "europe", "asia.gcr.io": "asia"}
+def token_service_error(status: int, text: str, image: Image, principal: str, realm: str) -> str:
+    """The registry's token service refused the pipe's request for a pull token."""
+    failure = from_registry(text, status, f"the token service {realm}")
+    return _registry_line(failure, Context(image=image, principal=principal))
 
 
-def _image(reference: str) -> parsers.Image | None:
-    try:
-        return parsers.image("IMAGE", reference)
-    except PipeError:  # a reference the pipe did not validate: nothing more to name
+def pull_error(text: str, image: Image, principal: str, transient: str | None = None) -> str:
+    """The Docker daemon's report of a failed pull, after the retries."""
+    failure = from_registry(text, None, "the registry")
+    failure.transient = transient or failure.transient
+    return _registry_line(failure, Context(image=image, principal=principal))
+
+
+def manifest_error(status: int, image: Image, principal: str) -> str:
+    """The registry's answer when the doctor reads IMAGE's manifest with the pull token."""
+    code = {401: "UNAUTHORIZED", 403: "DENIED", 404: "MANIFEST_UNKNOWN"}.get(status, "")
+    failure = Failure("the registry", status, code, message=f"HTTP {status} for the manifest of {image.reference}",
+                      transient=retry.of_status(status))
+    return _registry_line(failure, Context(image=image, principal=principal))
+
+
+def _registry_line(failure: Failure, context: Context) -> str:
+    host = failure.get("host") or context.image.host
+    failure.service = _registry_name(host) if failure.service == "the registry" else failure.service
+    explained = _explain(failure, context, _REGISTRY_RULES)
+    if failure.transient and explained == transient(failure):
+        explained = transient(failure, f"Pulling {context.image.reference}")
+    return _line(explained or f"Pulling {context.image.reference} failed ({said(failure)}): check IMAGE, and {DOCTOR}.")
+
+
+def _registry_name(host: str) -> str:
+    if host.endswith("storage.googleapis.com") or host.endswith(".googleusercontent.com"):
+        return "Cloud Storage (serving the image's layers)"
+    if google_registries.is_container_registry(host):
+        return f"Container Registry ({host})"
+    return "Artifact Registry" if google_registries.is_google(host) else f"the registry {host}"
+
+
+def _image_repository(failure: Failure, context: Context) -> google_registries.Repository | None:
+    """The Artifact Registry repository the answer is about: the one the text names, else IMAGE's."""
+    host, path = failure.get("host"), failure.get("path")
+    if path:
+        found = google_registries.repository_of(host or (context.image.host if context.image else ""), path)
+        if found:
+            return found
+    return google_registries.repository_of(context.image.host, context.image.path) if context.image else None
+
+
+_PERMISSION = re.compile(r'Permission ["\'](?P<perm>[\w.]{1,100})["\'] denied on resource ["\'](?P<res>projects/[^"\']{1,300})["\']')
+_ANONYMOUS = re.compile(r'Unauthenticated requests do not have permission ["\'](?P<perm>[\w.]{1,100})["\'] on resource '
+                        r'["\'](?P<res>projects/[^"\']{1,300})["\']')
+_NO_REPOSITORY = re.compile(r'Repository "(?P<repo>[^"]{1,200})" not found')
+
+
+def _repository_denied(failure: Failure, context: Context) -> str | None:
+    found = _ANONYMOUS.search(failure.message) or _PERMISSION.search(failure.message)
+    if not found:
         return None
+    repo = _resource(found["res"], failure, context)
+    role = "writer" if "upload" in found["perm"] else "reader"
+    if repo:
+        exists = f"`{gcloud.repository('describe', repo.repository, repo.project, repo.location)}`"
+        grant = f"`{_grant(repo, f'roles/artifactregistry.{role}', context)}`"
+    else:
+        exists, grant = "gcloud artifacts repositories describe", f"grant roles/artifactregistry.{role} on it"
+    if found.re is _ANONYMOUS:
+        own_host = (repo.repository if repo.repository.endswith("gcr.io") else f"{repo.location}-docker.pkg.dev") if repo else (
+            "LOCATION-docker.pkg.dev")
+        return (
+            f"Artifact Registry received no credentials for {context.image.reference} (Google: {said(failure)}): the pipe "
+            f"hands the Docker daemon a registry token for {context.image.host} only, so the pull reached the registry by "
+            f"another host or through a mirror or proxy that drops credentials; IMAGE must name the repository's own host "
+            f"({own_host}). Check the repository exists with {exists}, and that {context.identity} may read it: {grant}.")
+    return (
+        f"{context.identity} may not pull {context.image.reference}: Artifact Registry denied {found['perm']} on "
+        f"{found['res']}, which also means the repository may not exist. Check it with {exists}: NOT_FOUND means fix the "
+        f"project, location or repository in IMAGE; if it exists, grant it with {grant} ({PROPAGATION}).")
 
 
-def _repository_of(reference: str) -> tuple[str, str, str] | None:
-    """(project, location, repository) of an Artifact Registry image; gcr.io images live in repository 'gcr.io'."""
-    image = _image(reference)
-    parts = image.path.split("/") if image else []
-    if image and image.host.endswith("-docker.pkg.dev") and len(parts) >= 3:
-        return parts[0], image.host.removesuffix("-docker.pkg.dev"), parts[1]
-    if image and image.host in _GCR_LOCATIONS and len(parts) >= 2:
-        return parts[0], _GCR_LOCATIONS[image.host], image.host
+def _resource(resource: str, failure: Failure, context: Context) -> google_registries.Repository | None:
+    """projects/P/locations/L/repositories/R, with the project from the text's image or IMAGE where Google redacted it;
+    None when a part is no name gcloud takes (a placeholder such as <repo>)."""
+    parts = resource.split("/")
+    known = _image_repository(failure, context)
+    if len(parts) < 6:
+        return known
+    project = parts[1] if google_registries.is_project(parts[1]) else known.project if known else None
+    found = google_registries.Repository(project or "", parts[3], parts[5])
+    return found if project and google_registries.is_repository(found) else known
+
+
+def _legacy_denied(failure: Failure, context: Context) -> str | None:
+    """Container Registry's "Permission denied for <tag>": the tag or repository may be missing, or the caller may not read it."""
+    if failure.code != "DENIED" and "pull access denied" not in failure.message:
+        return None
+    repo = _image_repository(failure, context)
+    if repo is None:
+        return None
+    host, path = failure.get("host") or context.image.host, failure.get("path") or context.image.path
+    listing = f" (`{found}` lists what does)" if (found := gcloud.images_list(host, path)) else ""
+    return (
+        f"{_registry_name(host)} refused {path} in project {repo.project} (Google: {said(failure)}), which has two causes "
+        f"it does not tell apart: IMAGE names an image or tag that does not exist{listing}, or {context.identity} may not "
+        f"read it: `{_grant(repo, 'roles/artifactregistry.reader', context)}` ({PROPAGATION}).")
+
+
+def _grant(repo: google_registries.Repository, role: str, context: Context) -> str:
+    return gcloud.repository("add-iam-policy-binding", repo.repository, repo.project, repo.location,
+                             f"--role={role}", f"--member={gcloud.arg(context.identity)}")
+
+
+def _unauthorized(failure: Failure, context: Context) -> str | None:
+    if failure.code != "UNAUTHORIZED" and failure.status != 401 and "unauthorized" not in failure.message.lower():
+        return None
+    host = context.image.host
+    if not google_registries.is_google(host):
+        return (
+            f"The registry did not accept the Google access token for {context.image.reference} ({said(failure)}): {host} "
+            "is not a Google registry and does not take Google tokens; remove it from REGISTRIES or push the image to "
+            "Artifact Registry.")
+    if "permission" in failure.message.lower():  # Container Registry's "you don't have the needed permissions"
+        repo = _image_repository(failure, context)
+        grant = f": `{_grant(repo, 'roles/artifactregistry.reader', context)}`" if repo else ""
+        return (
+            f"The registry refused {context.identity} for {context.image.reference} ({said(failure)}): most likely it may "
+            f"not read the repository (grant roles/artifactregistry.reader{grant}); if it may, the token was refused: keep "
+            f"{CLOUD_PLATFORM} in ACCESS_TOKEN_SCOPES.")
+    federated = context.identity.startswith("principal")
+    return (
+        f"The registry did not accept the Google access token for {context.image.reference} ({said(failure)}): "
+        + (f"with direct federation the token is {context.identity}'s, which {host} accepts only where that principalSet "
+           "has roles/artifactregistry.reader, or set SERVICE_ACCOUNT to pull as a service account; " if federated else "")
+        + f"keep {CLOUD_PLATFORM} in ACCESS_TOKEN_SCOPES; a token that expired during a long pull is replaced when you "
+        "rerun the step.")
+
+
+def _missing(failure: Failure, context: Context) -> str | None:
+    image = context.image
+    if missing := _NO_REPOSITORY.search(failure.message):
+        repo = _image_repository(failure, context)
+        named = google_registries.Repository(repo.project, repo.location, missing["repo"]) if repo else None
+        check = (f", and check with `{gcloud.repository('describe', named.repository, named.project, named.location)}`"
+                 if named and google_registries.is_repository(named) else "")
+        return (
+            f"Artifact Registry has no repository {missing['repo']} in {_in(repo.project if repo else None)}"
+            f"{f', location {repo.location}' if repo else ''} (Google: {said(failure)}): IMAGE {image.reference} names a "
+            f"repository that does not exist there; fix the repository in IMAGE or create the repository{check}.")
+    if failure.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN") or "not found" in failure.message:
+        listing = f": `{found}` lists what exists" if (found := gcloud.images_list(image.host, image.path)) else ""
+        return f"Image {image.reference} was not found: check the tag or digest in IMAGE{listing} (Google: {said(failure)})."
+    if failure.code == "BLOB_UNKNOWN":
+        return (f"The registry lists {image.reference} but lacks one of its layers (Google: {said(failure)}): the image was "
+                "deleted in part or pushed incompletely; push it again, or point IMAGE at another tag or digest.")
+    if failure.code in ("NAME_INVALID", "TAG_INVALID") or "invalid reference format" in failure.message or "must match" in failure.message:
+        return (f"The registry refused the name {image.reference} (Google: {said(failure)}): fix IMAGE; on Artifact Registry "
+                "it is LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE[:TAG], lowercase.")
     return None
 
 
-def _resource(res: str, reference: str) -> tuple[str, str, str]:
-    """(project, location, repository) of projects/P/locations/L/repositories/R; IMAGE's project when the text hides it."""
-    parts = res.split("/")
-    if len(parts) < 6:
-        return _repository_of(reference) or ("PROJECT", "LOCATION", "REPOSITORY")
-    project = parts[1] if _is_project_id(parts[1]) else (_repository_of(reference) or ("PROJECT",))[0]
-    return project, parts[3], parts[5]
-
-
-def _is_project_id(text: str) -> bool:
-    try:
-        parsers.project_id("PROJECT_ID", text)
-    except PipeError:
-        return False  # e.g. a log's redacted "<PROJECT_ID>"
-    return True
-
-
-def registry_error(explanation: str, reference: str, principal: str) -> str:
-    return _one_line(_registry(explanation, reference, principal))
-
-
-def _registry(explanation: str, reference: str, principal: str) -> str:
-    said = _quote(explanation)
-    host = reference.split("/", 1)[0]
-    anonymous = _ANONYMOUS.search(explanation)
-    denied = _DENIED.search(explanation) or anonymous
-    if denied:
-        project, location, repository = _resource(denied["res"], reference)
-        role = "writer" if "upload" in denied["perm"] else "reader"
-        exists = gcloud.repository("describe", repository, project, location)
-        grant = gcloud.repository("add-iam-policy-binding", repository, project, location,
-                                  f"--role=roles/artifactregistry.{role}", f"--member={gcloud.arg(principal)}")
-        if anonymous:
-            own_host = repository if repository.endswith("gcr.io") else f"{location}-docker.pkg.dev"
-            return (
-                f"Artifact Registry received no credentials for {reference} (Google: {said}): the pipe hands the Docker "
-                f"daemon {principal}'s token for {host} only, so the pull reached the registry by another host or "
-                f"through a mirror or proxy that drops credentials; IMAGE must name the repository's own host "
-                f"({own_host}). Check the repository exists with `{exists}`, and that {principal} may read it: `{grant}`."
-            )
+def _storage(failure: Failure, context: Context) -> str | None:
+    """A layer served from Cloud Storage (Container Registry's buckets) was refused: by Cloud Storage's code."""
+    code = failure.get("storage_code")
+    if not code:
+        return None
+    image = context.image.reference
+    if code in ("NoSuchKey", "NoSuchBucket", "NotFound"):
+        return (f"Cloud Storage has no longer one of {image}'s layers ({code}; Google: {said(failure)}): the image was deleted "
+                "in part or its bucket removed; push the image again, or point IMAGE at another tag or digest.")
+    if code in ("AccessDenied", "Forbidden", "InsufficientPermissions") or "nonymous" in failure.message:
+        repo = _image_repository(failure, context)
+        how = "without credentials" if "nonymous" in failure.message else f"as {context.identity}"
         return (
-            f"{principal} may not pull {reference}: Artifact Registry denied {denied['perm']} on {denied['res']}, which "
-            f"also means the repository may not exist. Check it with `{exists}`: NOT_FOUND means fix the project, "
-            f"location or repository in IMAGE; if it exists, grant it with `{grant}` ({PROPAGATION})."
-        )
-    missing = _NO_REPOSITORY.search(explanation)
-    if missing:
-        project, location, _ = _repository_of(reference) or ("PROJECT", "LOCATION", "")
-        return (
-            f"Artifact Registry has no repository {missing['repo']} in project {project}, location {location} (Google: "
-            f"{said}): IMAGE {reference} names a repository that does not exist there; fix the repository in IMAGE "
-            f"or create the repository, and check with "
-            f"`{gcloud.repository('describe', missing['repo'], project, location)}`."
-        )
-    if "manifest unknown" in explanation or "not found" in explanation:
-        image = _image(reference)
-        listing = (f": `gcloud artifacts docker images list {image.repository} --include-tags` lists what exists"
-                   if image and image.host.endswith("-docker.pkg.dev") else "")
-        return f"Image {reference} was not found: check the tag or digest in IMAGE{listing} (Google: {said})."
-    if "anonymous token" in explanation:
-        return (
-            f"The registry refused an anonymous pull of {reference} (Google: {said}): the credentials did not reach "
-            f"{host}, or {principal} has no access to a repository in another project; grant it "
-            "roles/artifactregistry.reader on every repository the image comes from."
-        )
-    if _REGISTRY_BUSY.search(explanation):
-        return (
-            f"The registry {host} kept failing on Google's side ({said}) even after retries: rerun the step; "
-            "RETRY_MAX_ATTEMPTS and RETRY_MAX_TIME widen the retry budget."
-        )
-    if "unauthorized" in explanation.lower() or "authentication failed" in explanation or "401" in explanation:
-        return _token_refused(reference, host, principal, said)
-    return f"Pulling {reference} failed ({said}): check IMAGE, and {DOCTOR}."
+            f"Cloud Storage refused one of {image}'s layers, asked {how} (Google: {said(failure)}): the layers sit in "
+            f"Container Registry's bucket of {_in(repo.project if repo else None)}; grant {context.identity} roles/storage.objectViewer on that "
+            "bucket (or roles/artifactregistry.reader once the project uses Artifact Registry), and check IMAGE's host is "
+            "the repository's own.")
+    return None
 
 
-def _token_refused(reference: str, host: str, principal: str, said: str) -> str:
-    if not registry.is_google(host):
-        return (
-            f"The registry did not accept the Google access token for {reference} ({said}): {host} is not a Google "
-            "registry and does not take Google tokens; remove it from REGISTRIES or push the image to Artifact Registry."
-        )
-    federated = principal.startswith("principal")
+def _storage_permission(failure: Failure, context: Context) -> str | None:
+    """Container Registry's token exchange needs the bucket's permissions: "Caller does not have permission 'storage.…'"."""
+    found = re.search(r"does not have (?:permission )?'?(?P<perm>storage\.[\w.]{1,60})", failure.message)
+    if not found:
+        return None
+    repo = _image_repository(failure, context)
     return (
-        f"The registry did not accept the Google access token for {reference} ({said}): "
-        + (
-            f"with direct federation the token is {principal}'s, which {host} accepts only where that principalSet has "
-            "roles/artifactregistry.reader, or set SERVICE_ACCOUNT to pull as a service account; "
-            if federated else ""
-        )
-        + f"keep {CLOUD_PLATFORM} in ACCESS_TOKEN_SCOPES; a token that expired during a long pull is replaced when "
-        "you rerun the step."
-    )
+        f"{context.identity} lacks {found['perm']} on the Cloud Storage bucket behind Container Registry in "
+        f"{_in(repo.project if repo else None)} (Google: {said(failure)}): grant it roles/storage.objectViewer on that "
+        "bucket (artifacts.PROJECT.appspot.com, or LOCATION.artifacts.PROJECT.appspot.com), or move the image to "
+        "Artifact Registry and grant roles/artifactregistry.reader.")
 
+
+def _platform(failure: Failure, context: Context) -> str | None:
+    if "no matching manifest for" not in failure.message and "cannot be used on this platform" not in failure.message:
+        return None
+    return (f"{context.image.reference} has no variant for the docker service's platform (Google: {said(failure)}): "
+            "Bitbucket's cloud steps are linux/amd64; push a linux/amd64 (or multi-platform) image and point IMAGE at it.")
+
+
+def _legacy_v1(failure: Failure, context: Context) -> str | None:
+    if "v1 Registry API is disabled" not in failure.message and failure.status != 412:
+        return None
+    if failure.status == 412 and google_registries.is_container_registry(failure.get("host") or context.image.host):
+        return _gcr_shutdown(failure, context)
+    if failure.status == 412:
+        return None
+    image = context.image
+    check = f" (`{found}`)" if (found := gcloud.images_list(image.host, image.path)) else ""
+    return (
+        f"The registry has no image at {image.reference} (Google: {said(failure)}): the daemon fell back to the retired v1 "
+        f"protocol because the v2 lookup failed. Most likely IMAGE names an image or tag that does not exist; check it"
+        f"{check}; if it does exist, the registry had a passing fault: rerun the step ({RETRY_BUDGET}).")
+
+
+def _token_fetch(failure: Failure, context: Context) -> str | None:
+    """The daemon's own request for a registry token failed: anonymous means it had no credentials for that host."""
+    if "anonymous token" not in failure.message:
+        return None
+    host = failure.get("host") or context.image.host
+    return (
+        f"The registry refused an anonymous pull of {context.image.reference} (Google: {said(failure)}): the credentials did "
+        f"not reach {host}, which happens when the image (or a base image it names) is in another project or on another "
+        f"host; IMAGE must name the repository's own host, and {context.identity} needs roles/artifactregistry.reader on "
+        "every repository the image comes from.")
+
+
+_NO_SUCH_HOST = re.compile(r"lookup (?P<host>[a-z0-9.-]{1,253})(?: on [^:]{0,80})?: no such host")
+
+
+def _unresolved(failure: Failure, context: Context) -> str | None:
+    """A host name the step could not resolve: a mistyped IMAGE, or the step's DNS (a layer host, or a known one)."""
+    found = _NO_SUCH_HOST.search(failure.message)
+    if not found:
+        return None
+    host = found["host"]
+    typo = (f"if {host} is mistyped, fix the host in IMAGE (Artifact Registry's are LOCATION-docker.pkg.dev)"
+            if host == context.image.host.split(":")[0] else "")
+    if typo and not google_registries.is_google(host):
+        return f"The registry host {host} does not resolve (Google: {said(failure)}): {typo}."
+    return (
+        f"The step could not resolve {host} (Google: {said(failure)}): most likely the step's DNS or network failed, "
+        f"not your configuration; rerun the step ({RETRY_BUDGET}){'; ' + typo if typo else ''}.")
+
+
+_REGISTRY_RULES = (_storage, _storage_permission, _repository_denied, _legacy_v1, _token_fetch, _platform, _missing,
+                   _legacy_denied, _unauthorized, _unresolved)

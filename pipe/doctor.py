@@ -1,20 +1,17 @@
-"""ACTION: doctor: run every stage that can run, print a ✔/✖ checklist with the fix for each ✖.
+"""ACTION: doctor: run every stage that can run, print one ✔/✖/– line per check, with the fix after each ✖.
 
-It changes nothing: it reads the step token, asks Google for tokens, asks the registry's token service
-for a pull token, and pings the Docker daemon. Each check is a small function returning a Check; a
-stage whose prerequisite failed is shown as skipped (–). Fixes come from pipe.oidc, pipe.diagnose
-(through pipe.credentials), pipe.registry and pipe.container, so the wording stays in one place.
+It changes nothing: it reads the step token, asks Google for tokens (and an ID token when ID_TOKEN_AUDIENCE is
+set), asks the registry's token service for a pull token the way a pull does, reads the image's manifest with it,
+checks the export folder without writing to it, and pings the Docker daemon. Each check is a small function
+returning a Check; a stage whose prerequisite failed is shown as skipped (–). Fixes come from pipe.oidc,
+pipe.diagnose (through pipe.credentials and pipe.registry), pipe.export and pipe.container, so the wording stays
+in one place.
 """
 
-import base64
-import json
 import time
 from dataclasses import dataclass, replace
-from urllib.parse import urlencode
 
-from google.auth import exceptions
-
-from pipe import credentials, diagnose, oidc, redact, registry
+from pipe import clone_dirs, credentials, diagnose, export, oidc, redact, registry, shown
 from pipe.config import Config
 from pipe.errors import PipeError
 from pipe.oidc import StepToken
@@ -46,6 +43,8 @@ class _Run:
     exchanged: bool = False
     registry_allowed: bool = False
     minted: credentials.Minted | None = None
+    pull_token_ok: bool = False
+    registry_token: str | None = None
 
 
 def _skip(name: str, needs: str) -> Check:
@@ -138,63 +137,59 @@ def check_registry_pull(run: _Run) -> Check:
         return _skip(name, "an allowed registry")
     if run.minted is None:
         return _skip(name, "a Google access token")
-    scope = f"repository:{image.path}:pull"
-    try:
-        token_service = registry.check_token_service(image.host, run.cfg.registries, run.transport)
-        if token_service.realm is None:
-            raise PipeError(
-                f"{registry.registry_url(image.host)} answered without a Bearer token challenge: "
-                "IMAGE must be on a registry that takes Google access tokens (Artifact Registry)."
-            )
-        _pull_token(run, token_service.realm, token_service.service, scope)
+    try:  # exactly what a pull does: the same token service check, the same exchange
+        service = registry.token_service(image.host, run.cfg.registries, run.transport)
+        run.registry_token = registry.pull_token(image, service, run.minted.access_token, run.minted.principal, run.transport)
     except PipeError as error:
         return Check(name, False, error.message)
-    return Check(name, True, f"{run.minted.principal} may pull {image.repository} ({scope})")
+    run.pull_token_ok = True
+    if service.realm is None:
+        return Check(name, True, f"{image.host} needs no credentials")
+    return Check(name, True, f"{run.minted.principal} got a token for repository:{image.path}:pull from {service.realm.netloc}")
 
 
-def _get(run: _Run, url: str, headers: dict | None = None):
+def check_image(run: _Run) -> Check:
+    name = "Image readable"
+    image = run.cfg.image
+    if image is None:
+        return Check(name, None, "not used: no IMAGE")
+    if not run.pull_token_ok:
+        return _skip(name, "a registry pull token")
     try:
-        return run.transport(url, method="GET", headers=headers or {})
-    except exceptions.TransportError as error:
-        raise PipeError(f"Could not reach {url.split('?')[0]} ({redact.redact(str(error))}): check the step's network access.") from None
+        status = registry.manifest(image, run.registry_token, run.transport)
+    except PipeError as error:
+        return Check(name, False, error.message)
+    if status == 200:
+        return Check(name, True, f"{image.reference} exists and {run.minted.principal} may read it")
+    return Check(name, False, diagnose.manifest_error(status, image, run.minted.principal))
 
 
-def _pull_token(run: _Run, realm: str, service: str | None, scope: str) -> None:
-    query = urlencode({"service": service, "scope": scope} if service else {"scope": scope})
-    basic = base64.b64encode(f"oauth2accesstoken:{run.minted.access_token}".encode()).decode()
-    response = _get(run, f"{realm}{'&' if '?' in realm else '?'}{query}", {"Authorization": f"Basic {basic}"})
-    body = _json(response.data)
-    errors = body.get("errors") if isinstance(body.get("errors"), list) else []
-    message = "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict)) or f"HTTP {response.status}"
-    if response.status in (401, 403):
-        raise PipeError(diagnose.registry_error(redact.redact(message), run.cfg.image.reference, run.minted.principal))
-    if response.status != 200:
-        raise PipeError(f"The registry's token service {realm} answered {redact.redact(message)}: retry, or check REGISTRIES.")
-    if not _grants_pull(body.get("token") or body.get("access_token") or ""):
-        raise PipeError(
-            f"The registry's token service granted {run.minted.principal} no pull access ({scope}): "
-            "grant it read access on that repository."
-        )
-
-
-def _json(data: bytes) -> dict:
+def check_id_token(run: _Run) -> Check:
+    name = "ID token"
+    if run.cfg.id_token_audience is None:
+        return Check(name, None, "not used: no ID_TOKEN_AUDIENCE")
+    if not run.exchanged:
+        return _skip(name, "the STS token exchange")
     try:
-        parsed = json.loads(data or b"{}")
-    except ValueError:
-        return {}
-    return parsed if isinstance(parsed, dict) else {}
+        credentials.id_token(run.cfg, run.step, run.transport)
+    except PipeError as error:
+        return Check(name, False, error.message)
+    return Check(name, True, f"minted for audience {run.cfg.id_token_audience}")
 
 
-def _grants_pull(token: str) -> bool:
-    """Distribution-style token services may answer 200 with no access instead of 403; AR's tokens are opaque."""
+def check_export_folder(run: _Run) -> Check:
+    name = "Export folder"
+    if not run.cfg.export_credentials:
+        return Check(name, None, "not used: EXPORT_CREDENTIALS is off")
     try:
-        claims = oidc.decode_claims(token)
-    except PipeError:  # not a JWT
-        return True
-    access = claims.get("access")
-    if not isinstance(access, list):
-        return True
-    return any("pull" in (entry.get("actions") or []) for entry in access if isinstance(entry, dict))
+        target = export.export_dir(run.cfg)
+        with clone_dirs.parent_of(run.cfg.clone_dir, target, create=False, repair=False):
+            pass
+    except FileNotFoundError:
+        return Check(name, True, f"{export.export_dir(run.cfg)} can be created (nothing is there yet)")
+    except PipeError as error:
+        return Check(name, False, error.message)
+    return Check(name, True, f"{target} can be written")
 
 
 # --- the step's Docker daemon ----------------------------------------------------------------------
@@ -213,8 +208,8 @@ def check_docker(run: _Run) -> Check:
 
 
 CHECKS = (
-    check_token, check_lifetime, check_provider, check_exchange, check_impersonation,
-    check_registry_allowed, check_registry_pull, check_docker,
+    check_token, check_lifetime, check_provider, check_exchange, check_impersonation, check_id_token,
+    check_registry_allowed, check_registry_pull, check_image, check_docker, check_export_folder,
 )
 
 
@@ -226,7 +221,7 @@ def run_doctor(cfg: Config, env: dict, transport, out=print) -> bool:
     for check in CHECKS:
         result = check(run)
         results.append(result)
-        out(redact.printable(result.line))
+        out(shown.line(result.line))
     failed = sum(result.ok is False for result in results)
     if failed:
         out(f"{failed} check(s) failed: apply the fix after each ✖, top to bottom, then run ACTION: doctor again.")

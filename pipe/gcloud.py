@@ -1,24 +1,37 @@
-"""The Google Cloud CLI commands the pipe prints (setup, doctor, error explanations), in one place.
+"""Every Google Cloud CLI command the pipe prints (setup, doctor, error explanations), in one place.
 
-Only forms gcloud 528 accepts (the suite runs every printed command through it): pools and providers
-by their full resource name, because gcloud refuses a project number in --project and the pipe only
-knows the number; service accounts by projects/<PROJECT>/serviceAccounts/<EMAIL>, where '-' lets
-Google find the project when the e-mail does not name it.
+Only forms gcloud 528 accepts (the suite runs every printed command through it, and checks that each value reaches
+gcloud as exactly the one value meant): pools and providers by their full resource name, because gcloud refuses a
+project number in --project and the pipe only knows the number; service accounts by
+projects/<PROJECT>/serviceAccounts/<EMAIL>, where '-' lets Google find the project when the e-mail does not name it.
 """
 
 import re
 import shlex
 
-from pipe import parsers
+from pipe import google_registries, service_accounts
+
+_DELIMITERS = (":", ";", "|", "#", "~", "+", "!", "@", "%", "&", "*", "=", "/")
 
 
 def arg(value: str) -> str:
-    """Plain when safe; double quotes read best around CEL's single-quoted strings; shlex otherwise."""
+    """One shell word: plain when safe; double quotes read best around CEL's single-quoted strings; shlex otherwise."""
     if re.fullmatch(r"[\w./:@=,+-]+", value):
         return value
     if re.fullmatch(r'[^"$`\\!\n]*', value):
         return f'"{value}"'
     return shlex.quote(value)
+
+
+def list_flag(flag: str, values: list[str] | tuple[str, ...]) -> str:
+    """`--flag=a,b` for one of gcloud's list flags, each value reaching gcloud whole: a value with a comma (or a first
+    value starting with '^') switches to gcloud's `^DELIM^` syntax (`gcloud topic escaping`) with a delimiter no
+    value contains."""
+    joined = ",".join(values)
+    if any("," in value for value in values) or joined.startswith("^"):
+        delimiter = next(d for d in (*_DELIMITERS, *(d * 2 for d in _DELIMITERS)) if not any(d in v for v in values))
+        joined = f"^{delimiter}^" + delimiter.join(values)
+    return f"{flag}={arg(joined)}"
 
 
 def command(*lines: str) -> str:
@@ -27,7 +40,7 @@ def command(*lines: str) -> str:
 
 
 def pool(verb: str, provider, *flags: str) -> str:
-    """`provider` is anything with the pool's full resource name in `pool_name` (parsers.Provider, for one)."""
+    """`provider` is anything with the pool's full resource name in `pool_name` (provider.Provider, for one)."""
     return " ".join(["gcloud iam workload-identity-pools", verb, provider.pool_name, *flags])
 
 
@@ -36,20 +49,9 @@ def provider(verb: str, provider, *flags: str) -> str:
     return " ".join(["gcloud iam workload-identity-pools providers", verb, provider.name, *flags])
 
 
-# Google-managed defaults name their project too: Compute Engine's by number, App Engine's by ID.
-_MANAGED_RE = re.compile(r"(?P<project>[0-9]+)-compute@developer\.gserviceaccount\.com|(?P<app>[a-z][a-z0-9-]+)@appspot\.gserviceaccount\.com")
-
-
-def service_account_name(email: str) -> str:
-    """projects/<PROJECT>/serviceAccounts/<EMAIL>: the project from the e-mail, '-' when it names none."""
-    managed = _MANAGED_RE.fullmatch(email)
-    project = parsers.project_of(email) or (managed and (managed["project"] or managed["app"])) or "-"
-    return f"projects/{project}/serviceAccounts/{email}"
-
-
 def service_account(verb: str, email: str, *flags: str) -> str:
-    """One line (error explanations are one line): `gcloud iam service-accounts VERB projects/<P>/serviceAccounts/<E> ...`."""
-    return " ".join(["gcloud iam service-accounts", verb, service_account_name(email), *flags])
+    """One line: `gcloud iam service-accounts VERB projects/<P>/serviceAccounts/<E> ...`."""
+    return " ".join(["gcloud iam service-accounts", verb, service_accounts.resource_name(email), *flags])
 
 
 def grant_on_service_account(email: str, role: str, member: str) -> str:
@@ -60,3 +62,48 @@ def grant_on_service_account(email: str, role: str, member: str) -> str:
 def repository(verb: str, name: str, project: str, location: str, *flags: str) -> str:
     """An Artifact Registry repository by its ID with --project (an ID here) and --location."""
     return " ".join(["gcloud artifacts repositories", verb, arg(name), f"--project={arg(project)}", f"--location={arg(location)}", *flags])
+
+
+def images_list(host: str, path: str) -> str | None:
+    """What an image path holds, tags included, by its Artifact Registry name (gcr.io/P/I is in repository gcr.io:
+    LOCATION-docker.pkg.dev/P/gcr.io/I, the only form the command takes); None for an image elsewhere."""
+    found = google_registries.repository_of(host, path)
+    if found is None:
+        return None
+    if google_registries.is_container_registry(host):
+        project, _, rest = path.partition("/")
+        path, host = f"{project}/{host}/{rest}", f"{found.location}-docker.pkg.dev"
+    return f"gcloud artifacts docker images list {arg(host + '/' + path)} --include-tags"
+
+
+def services_enable(*apis: str, project: str) -> str:
+    return f"gcloud services enable {' '.join(apis)} --project={arg(project)}"
+
+
+def project_number(project_id: str) -> str:
+    return f"gcloud projects describe {arg(project_id)} --format={arg('value(projectNumber)')}"
+
+
+def project_describe(project: str) -> str:
+    return f"gcloud projects describe {arg(project)}"
+
+
+def project_undelete(project: str) -> str:
+    return f"gcloud projects undelete {arg(project)}"
+
+
+def billing_describe(project: str) -> str:
+    return f"gcloud billing projects describe {arg(project)}"
+
+
+def org_policy_describe(constraint: str, project: str) -> str:
+    return f"gcloud resource-manager org-policies describe {arg(constraint)} --project={arg(project)} --effective"
+
+
+def gcr_migrate(project: str) -> str:
+    """Container Registry's move to Artifact Registry (gcr.io repositories that keep the image names)."""
+    return f"gcloud artifacts docker upgrade migrate --projects={arg(project)}"
+
+
+def no_requester_pays(bucket: str) -> str:
+    return f"gcloud storage buckets update {arg(bucket)} --no-requester-pays"

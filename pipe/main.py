@@ -1,7 +1,7 @@
 """Entrypoint: variables → step token → Google credentials → registry auth → container → outputs.
 
-Heavy libraries are imported only by the stage that needs them: google-auth after validation,
-the Docker SDK only for pull and run.
+One method per action, each reading top to bottom. Heavy libraries are imported only by the stage that needs them:
+google-auth after validation, the Docker SDK only for pull and run.
 """
 
 import logging
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bitbucket_pipes_toolkit import Pipe
 
-from pipe import config, oidc, redact
+from pipe import clone_dirs, config, logs, oidc, parsers, redact, shown
 from pipe.errors import PipeError
 
 PIPE_YML = Path(__file__).resolve().parent.parent / "pipe.yml"
@@ -21,7 +21,7 @@ log = logging.getLogger("pipe")
 
 
 class Stopped(BaseException):
-    """SIGTERM/SIGINT: unwinds through every `finally`, so run containers are removed."""
+    """SIGTERM/SIGINT/SIGHUP/SIGQUIT: unwinds through every `finally`, so run containers and files are removed."""
 
     def __init__(self, signum: int):
         super().__init__(signum)
@@ -32,7 +32,7 @@ class KeylessPipe(Pipe):
     def enable_debug_log_level(self):
         # The toolkit treats any non-empty DEBUG string as true; use the pipe's boolean rule.
         try:
-            debug = config.parsers.boolean("DEBUG", self.env.get("DEBUG"))
+            debug = parsers.boolean("DEBUG", self.env.get("DEBUG"))
         except PipeError:
             debug = False
         logging.getLogger().setLevel(logging.DEBUG if debug else logging.INFO)
@@ -40,54 +40,96 @@ class KeylessPipe(Pipe):
     @staticmethod
     def success(message: str, do_exit: bool = False):
         """One ✔ line: redacted, with any control character from an input escaped."""
-        Pipe.success(redact.printable(message), do_exit=do_exit)
+        Pipe.success(shown.line(message), do_exit=do_exit)
 
     def run(self):
         super().run()
         cfg = config.load(self.env, Path.cwd())
         for line in config.token_destination_warnings(cfg):  # before anything goes anywhere
             log.warning(line)
-        if cfg.action == "doctor":
-            return self._doctor(cfg)
-        # setup only reads the claims, so an expired token still describes the step well enough.
-        step = oidc.read(self.env, now=0 if cfg.action == "setup" else None)
-        redact.add_secret(step.value)
-        if cfg.action == "setup":
-            from pipe import setup_plan
+        action = {"setup": self.setup, "doctor": self.doctor, "auth": self.authenticate, "pull": self.pull, "run": self.run_image}
+        return action[cfg.action](cfg)
 
-            print("\n".join(redact.printable(line) for line in setup_plan.render(cfg, step, cfg.restrict_to).split("\n")), flush=True)
-            return 0
-        log.debug(f"Step token: iss={step.claim('iss')} aud={step.audiences} lifetime={_lifetime(step)}")
+    # --- the read-only actions ----------------------------------------------------------------------
 
-        from pipe import registry
+    def setup(self, cfg: config.Config) -> int:
+        """Print the gcloud commands and Terraform for the Google side; the claims are read, an expired token is fine."""
+        from pipe import setup_plan
 
-        if cfg.image:
-            registry.check_allowed(cfg.image, cfg.registries)  # before any token exists to leak
-        client = None
-        if cfg.action in ("pull", "run"):
-            from pipe import container  # the Docker SDK: only for actions that use the daemon
-
-            client = container.connect()  # fail on a missing `services: [docker]` before minting anything
-
-        if cfg.export_credentials:
-            from pipe import export
-
-            export.export_dir(cfg)  # a storage dir outside the clone is refused before any token exists
-        http = _transport(cfg)
-        for host in _registries_receiving_tokens(cfg):  # the daemon sends credentials where each registry says
-            registry.check_token_service(host, cfg.registries, http)
-        minted, id_token = self._authenticate(cfg, step, http)
-        if cfg.action in ("pull", "run"):
-            container.pull(client, cfg.image, registry.auth_config(minted.access_token), minted.principal, http.policy)
-            self.success(f"Pulled {cfg.image.reference}.")
-        if cfg.action == "run":
-            self._run_image(cfg, step, client)
-        # Only now: files written earlier would sit in the clone the run container mounts.
-        if cfg.export_credentials:
-            self._export(cfg, step, minted, id_token)
+        step = self._step_token(now=0)
+        print("\n".join(shown.line(line) for line in setup_plan.render(cfg, step, cfg.restrict_to).split("\n")), flush=True)
         return 0
 
-    def _authenticate(self, cfg, step, http):
+    def doctor(self, cfg: config.Config) -> int:
+        from pipe import doctor
+
+        if doctor.run_doctor(cfg, self.env, _transport(cfg), out=lambda line: print(line, flush=True)):
+            return 0
+        raise PipeError("ACTION: doctor found problems: apply the fix after each ✖ above.")
+
+    # --- the actions that act -------------------------------------------------------------------------
+
+    def authenticate(self, cfg: config.Config) -> int:
+        self._prepare(cfg)
+        step, http = self._step_token(), _transport(cfg)
+        self._check_token_services(cfg, http)
+        minted, id_token = self._mint(cfg, step, http)
+        self._export(cfg, step, minted, id_token)
+        return 0
+
+    def pull(self, cfg: config.Config) -> int:
+        self._prepare(cfg)
+        step, http = self._step_token(), _transport(cfg)
+        client = self._docker()
+        services = self._check_token_services(cfg, http)
+        minted, id_token = self._mint(cfg, step, http)
+        self._pull(cfg, client, services[cfg.image.host], minted, http)
+        self._export(cfg, step, minted, id_token)
+        return 0
+
+    def run_image(self, cfg: config.Config) -> int:
+        self._prepare(cfg)
+        step, http = self._step_token(), _transport(cfg)
+        client = self._docker()
+        services = self._check_token_services(cfg, http)
+        minted, id_token = self._mint(cfg, step, http)
+        self._pull(cfg, client, services[cfg.image.host], minted, http)
+        self._run(cfg, step, client)
+        self._export(cfg, step, minted, id_token)  # only now: files written earlier would sit in the clone it mounts
+        return 0
+
+    # --- stages ---------------------------------------------------------------------------------------
+
+    def _prepare(self, cfg: config.Config) -> None:
+        """Before any token exists: what a killed run left is removed, IMAGE's registry and the export folder checked."""
+        from pipe import export, registry
+
+        clone_dirs.remove_stale(cfg.clone_dir, export.export_dir_or_none(cfg))
+        if cfg.image:
+            registry.check_allowed(cfg.image, cfg.registries)
+        if cfg.export_credentials:
+            export.export_dir(cfg)  # a storage dir outside the clone is refused before any token exists
+
+    def _step_token(self, now: float | None = None) -> oidc.StepToken:
+        step = oidc.read(self.env, now=now)
+        redact.add_secret(step.value)
+        log.debug(f"Step token: iss={step.claim('iss')} aud={step.audiences} lifetime={step.lifetime}")
+        return step
+
+    def _docker(self):
+        from pipe import container  # the Docker SDK: only for actions that use the daemon
+
+        return container.connect()  # a missing `services: [docker]` fails before anything is minted
+
+    def _check_token_services(self, cfg: config.Config, http) -> dict:
+        """Where each registry that will get credentials sends them, checked before any token exists."""
+        from pipe import registry
+
+        hosts = registry.receiving_credentials(cfg.image, cfg.action, cfg.export_credentials, cfg.registries)
+        pulled = cfg.image.host if cfg.image and cfg.action in ("pull", "run") else None
+        return {host: registry.token_service(host, cfg.registries, http, pull=host == pulled) for host in hosts}
+
+    def _mint(self, cfg: config.Config, step: oidc.StepToken, http):
         from pipe import credentials  # google-auth: only once the input is valid
 
         who = f"as {cfg.service_account}" if cfg.service_account else "by direct federation"
@@ -98,13 +140,20 @@ class KeylessPipe(Pipe):
             self.success(f"Minted an ID token for audience {cfg.id_token_audience}.")
         return minted, id_token
 
-    def _run_image(self, cfg, step, client) -> None:
+    def _pull(self, cfg: config.Config, client, service, minted, http) -> None:
+        from pipe import container, registry
+
+        token = registry.pull_token(cfg.image, service, minted.access_token, minted.principal, http)
+        container.pull(client, cfg.image, registry.daemon_auth(token), minted.principal, http.policy)
+        self.success(f"Pulled {cfg.image.reference}.")
+
+    def _run(self, cfg: config.Config, step: oidc.StepToken, client) -> None:
         from pipe import container, export
 
         environment = container.run_environment(cfg.env, self.env)
         with ExitStack() as scope:  # every directory made for the container is removed on any exit, signals included
             # Files an earlier pipe exported into the clone stay out of the container's view.
-            mounts = dict(scope.enter_context(container.hidden(_export_dir(cfg), cfg.clone_dir)))
+            mounts = dict(scope.enter_context(container.hidden(export.export_dir_or_none(cfg), cfg.clone_dir)))
             if cfg.credentials_in_container:
                 user = container.image_user(client, cfg.image)
                 shared, google_env = scope.enter_context(export.container_credentials(cfg, step.value, user))
@@ -119,14 +168,9 @@ class KeylessPipe(Pipe):
             raise PipeError(f"The script in {cfg.image.reference} exited with code {status}.", exit_code=status)
         self.success(f"The script in {cfg.image.reference} succeeded.")
 
-    def _doctor(self, cfg) -> int:
-        from pipe import doctor
-
-        if doctor.run_doctor(cfg, self.env, _transport(cfg), out=lambda line: print(line, flush=True)):
-            return 0
-        raise PipeError("ACTION: doctor found problems: apply the fix after each ✖ above.")
-
-    def _export(self, cfg, step, minted, id_token) -> None:
+    def _export(self, cfg: config.Config, step: oidc.StepToken, minted, id_token) -> None:
+        if not cfg.export_credentials:
+            return
         from pipe import export
 
         directory = export.export(cfg, step.value, minted.access_token, id_token)
@@ -139,35 +183,11 @@ class KeylessPipe(Pipe):
 
 
 def _transport(cfg: config.Config):
-    from pipe import transport  # google-auth: only once the input is valid
+    from pipe import retry, transport  # google-auth: only once the input is valid
 
     headers = {"X-Goog-Request-Reason": cfg.request_reason} if cfg.request_reason else {}
-    policy = transport.RetryPolicy(attempts=cfg.retry_attempts, budget=cfg.retry_max_time, timeout=cfg.request_timeout)
+    policy = retry.RetryPolicy(attempts=cfg.retry_attempts, budget=cfg.retry_max_time, timeout=cfg.request_timeout)
     return transport.Transport(policy, headers=headers)
-
-
-def _export_dir(cfg: config.Config) -> Path | None:
-    """Where an earlier run may have exported; None when exports cannot go there (the pipe refuses to write them)."""
-    from pipe import export
-
-    try:
-        return export.export_dir(cfg)
-    except PipeError:
-        return None
-
-
-def _registries_receiving_tokens(cfg: config.Config) -> list[str]:
-    """Registries whose token service is checked before a token goes to a daemon: IMAGE's for pull and run;
-    for an export's docker config also every REGISTRIES host (the default hosts there are Google's own)."""
-    hosts = [cfg.image.host] if cfg.image and (cfg.action in ("pull", "run") or cfg.export_credentials) else []
-    if cfg.export_credentials:
-        hosts += [host for host in cfg.registries if host not in hosts]
-    return hosts
-
-
-def _lifetime(step: oidc.StepToken) -> str:
-    exp, iat = step.claims.get("exp"), step.claims.get("iat")
-    return f"{exp - iat}s" if isinstance(exp, int) and isinstance(iat, int) else "unknown"
 
 
 def _metadata() -> dict:
@@ -182,15 +202,21 @@ def _stop(signum, frame):
 
 
 def _fail(message: str, exit_code: int) -> int:
-    print(f"\x1b[31m✖ {redact.printable(message)}\x1b[0m", flush=True)
+    print(f"\x1b[31m✖ {shown.line(message)}\x1b[0m", flush=True)
     return exit_code
+
+
+# Signals a runner or a user sends to stop a process: each unwinds the same way (SIGKILL cannot be caught; what it
+# leaves is removed by the next run, pipe.clone_dirs.remove_stale).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 
 def main(env: dict | None = None) -> int:
     env = dict(os.environ if env is None else env)
-    redact.install()
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    os.umask(0o077)  # whatever the caller's umask: files and directories the pipe creates are its own
+    logs.install()
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop)
     try:
         pipe = KeylessPipe(
             pipe_metadata=_metadata(), schema=config.toolkit_schema(), env=env,

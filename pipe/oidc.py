@@ -2,23 +2,20 @@
 
 import base64
 import binascii
-import json
 import math
 import re
 import time
 from dataclasses import dataclass, field
 
-from pipe import parsers
+from pipe import shown, untrusted
 from pipe.errors import PipeError
 
 MISSING = (
     "This step has no OIDC token (BITBUCKET_STEP_OIDC_TOKEN is empty): add `oidc: true` to the step "
     "in bitbucket-pipelines.yml. Steps run for pull requests from forks never receive one."
 )
-# CHOSEN: Bitbucket's tokens are a few KB (at most 10 custom audiences of 150 characters); this bounds the decoding work.
-MAX_TOKEN = 64 * 1024
-MAX_DEPTH = 16  # CHOSEN: Bitbucket's claims nest 2 levels (a list of audiences)
-CLAIM_LIMIT = 256  # characters of a claim shown in a message (a workspace's issuer URL is well under it)
+# Bitbucket's tokens are a few KB (at most 10 custom audiences of 150 characters); this bounds the decoding work.
+MAX_TOKEN = untrusted.MAX_JSON
 # Compact JWS: three base64url segments (the signature may be empty), nothing else.
 _JWT_RE = re.compile(r"[A-Za-z0-9_-]+=*\.(?P<payload>[A-Za-z0-9_-]+)=*\.[A-Za-z0-9_-]*=*")
 
@@ -33,20 +30,17 @@ class StepToken:
         """The aud claim as printable strings (read() refuses any other shape; this never raises)."""
         aud = self.claims.get("aud")
         values = aud if isinstance(aud, list) else [aud]
-        return [parsers.printable(a, CLAIM_LIMIT) for a in values if isinstance(a, str) and a]
+        return [shown.claim(a) for a in values if isinstance(a, str) and a]
+
+    @property
+    def lifetime(self) -> str:
+        """exp - iat, for the DEBUG log."""
+        exp, iat = self.claims.get("exp"), self.claims.get("iat")
+        return f"{exp - iat}s" if isinstance(exp, int) and isinstance(iat, int) else "unknown"
 
     def claim(self, name: str) -> str:
         """One claim for a message: printable, bounded, never raising whatever the token holds."""
-        if name not in self.claims:
-            return "(not in the token)"
-        value = self.claims[name]
-        if isinstance(value, str):
-            return parsers.printable(value, CLAIM_LIMIT)
-        if isinstance(value, bool) or value is None:
-            return json.dumps(value)
-        if isinstance(value, (int, float)):
-            return parsers.printable(repr(value), CLAIM_LIMIT)  # json already refused integers too long to print
-        return f"(a JSON {'list' if isinstance(value, list) else 'object'})"
+        return shown.claim(self.claims[name]) if name in self.claims else "(not in the token)"
 
 
 def _refuse(source: str, problem: str) -> PipeError:
@@ -59,13 +53,10 @@ def decode_claims(token: str, source: str = "BITBUCKET_STEP_OIDC_TOKEN") -> dict
         raise _refuse(source, f"is {len(token)} characters long, far more than a JWT from Bitbucket ever is")
     match = _JWT_RE.fullmatch(token)
     try:
-        text = base64.urlsafe_b64decode(match["payload"] + "=" * (-len(match["payload"]) % 4)).decode() if match else ""
-        claims = json.loads(text) if parsers.json_depth(text) <= MAX_DEPTH else None
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        claims = None
-    if not isinstance(claims, dict):
-        raise _refuse(source, "is not a JWT")
-    return claims
+        payload = base64.urlsafe_b64decode(match["payload"] + "=" * (-len(match["payload"]) % 4)) if match else b""
+        return untrusted.json_object(payload)
+    except (untrusted.NotJson, binascii.Error, ValueError):
+        raise _refuse(source, "is not a JWT") from None
 
 
 def _seconds(value) -> float | None:

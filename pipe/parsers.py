@@ -1,6 +1,6 @@
 """Parsers for pipe variables: each turns one raw string into a value or raises PipeError.
 
-Every rule names the variable, the value (as echo() shows it: at most 80 characters, control characters
+Every rule names the variable, the value (as shown.echo shows it: at most 80 characters, control characters
 escaped, hidden when it could be a key or token) and the expected form, so a bad value is one line the user
 can act on. No parser raises anything but PipeError. URLs and hosts are read by pipe.urls, the one reading
 for every decision about where a token may go.
@@ -10,70 +10,20 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from pipe import redact, urls
+from pipe import bitbucket, gcloud, provider, service_accounts, shown, urls
 from pipe.errors import PipeError
-
-PROVIDER_SHAPE = "projects/<PROJECT_NUMBER>/locations/global/workloadIdentityPools/<POOL_ID>/providers/<PROVIDER_ID>"
+from pipe.provider import Provider
 
 _TRUE = {"true", "yes", "y", "on", "1"}
 _FALSE = {"false", "no", "n", "off", "0", ""}
 
-# --- Echoing values in error lines ---------------------------------------------------------------
-
-ECHO_LIMIT = 80  # characters of a value shown in an error line
 TEXT_LIMIT = 1024  # free text the pipe sends or prints (REQUEST_REASON, ID_TOKEN_AUDIENCE)
-# Key material pasted into the wrong variable: PEM blocks, key-file fields, and long base64 runs mixing
-# upper case, lower case and digits ('/' splits runs, so resource names and paths never count).
-_KEY_MARKERS = re.compile(r"-----BEGIN|PRIVATE KEY|private_key|client_secret", re.IGNORECASE)
-_BASE64_RUN = re.compile(r"[A-Za-z0-9+_=-]{32,}")
-_URL_USERINFO = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s]*@")
-_SECRET_WINDOW = 1024  # what looks_secret reads: echo shows 80 characters, so a secret starting among them is still caught
-
-
-def looks_secret(text: str) -> bool:
-    """Could this be a key, a token or a password? Then no error line shows it."""
-    text = text[:_SECRET_WINDOW]
-    if _KEY_MARKERS.search(text) or _URL_USERINFO.search(text) or redact.redact(text) != text:  # JWTs, ya29.…, known secrets
-        return True
-    return any(re.search("[a-z]", run) and re.search("[A-Z]", run) and re.search("[0-9]", run) for run in _BASE64_RUN.findall(text))
-
-
-def printable(text: str, limit: int = ECHO_LIMIT) -> str:
-    """Non-printing characters escaped (one line, no terminal codes) and at most `limit` characters, then …"""
-    return redact.escape(text[:limit]) + ("…" if len(text) > limit else "")
-
-
-def echo(value: str) -> str:
-    """A value as an error line shows it: quoted with control characters escaped (repr), the first
-    80 characters only, or (hidden) when it could be a secret."""
-    if looks_secret(value):
-        return "(hidden)"
-    if len(value) <= ECHO_LIMIT:
-        return repr(value)
-    return f"{value[:ECHO_LIMIT]!r}… ({len(value)} characters)"
-
-
-# A JSON string (possessive, and its closing quote optional, so no input makes it backtrack) or a bracket.
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*+"?|[\[\]{}]')
-
-
-def json_depth(text: str) -> int:
-    """How deeply JSON text nests, counted without parsing: json.loads recurses once per level, so the
-    deepest input it takes depends on the interpreter's recursion limit, not on a rule of ours."""
-    depth = deepest = 0
-    for token in _JSON_TOKEN.findall(text):
-        if token in ("[", "{"):
-            depth += 1
-            deepest = max(deepest, depth)
-        elif token in ("]", "}"):
-            depth -= 1
-    return deepest
 
 
 def bad(name: str, value: str, expected: str, secret: bool = False, why: str | None = None) -> PipeError:
     """`NAME is 'value', but it must be <expected>[: <why>].` (the value as echo() shows it)."""
-    shown = "(hidden)" if secret else echo(value)
-    return PipeError(f"{name} is {shown}, but it must be {expected}" + (f": {why}." if why else "."))
+    value_shown = "(hidden)" if secret else shown.echo(value)
+    return PipeError(f"{name} is {value_shown}, but it must be {expected}" + (f": {why}." if why else "."))
 
 
 def boolean(name: str, value: str | None, default: bool = False) -> bool:
@@ -89,61 +39,23 @@ def boolean(name: str, value: str | None, default: bool = False) -> bool:
 
 # --- Workload identity provider ---------------------------------------------------------
 
-# Pool and provider IDs: 4-32 lowercase letters, digits or hyphens; `gcp-` is reserved for Google.
-_POOL_OR_PROVIDER_ID = r"(?!gcp-)[a-z0-9-]{4,32}"
-_PROVIDER_RE = re.compile(
-    rf"projects/(?P<number>[0-9]+)/locations/global/workloadIdentityPools/(?P<pool>{_POOL_OR_PROVIDER_ID})"
-    rf"/providers/(?P<provider>{_POOL_OR_PROVIDER_ID})"
-)
-_PREFIXES = ("//iam.googleapis.com/", "https://iam.googleapis.com/")
-
-
-@dataclass(frozen=True)
-class Provider:
-    project_number: str
-    pool_id: str
-    provider_id: str
-
-    @property
-    def name(self) -> str:
-        return (
-            f"projects/{self.project_number}/locations/global/"
-            f"workloadIdentityPools/{self.pool_id}/providers/{self.provider_id}"
-        )
-
-    @property
-    def pool_name(self) -> str:
-        return f"projects/{self.project_number}/locations/global/workloadIdentityPools/{self.pool_id}"
-
-    @property
-    def audience(self) -> str:
-        """The STS `audience`: the provider's full resource name."""
-        return "//iam.googleapis.com/" + self.name
-
-    def repository_member(self, repository_uuid: str) -> str:
-        """The IAM member for one Bitbucket repository (needs attribute.repository_uuid=assertion.repositoryUuid)."""
-        return f"principalSet://iam.googleapis.com/{self.pool_name}/attribute.repository_uuid/{repository_uuid}"
-
-
-def provider(name: str, value: str) -> Provider:
+def workload_identity_provider(name: str, value: str) -> Provider:
     text = value.strip()
-    for prefix in _PREFIXES:
-        if text.startswith(prefix):
-            text = text[len(prefix):]
-            break
-    match = _PROVIDER_RE.fullmatch(text)
-    if match:
-        return Provider(match["number"], match["pool"], match["provider"])
-    raise bad(name, value, f"the provider's resource name {PROVIDER_SHAPE}", why=_provider_hint(text))
+    found = provider.parse(text)
+    if found:
+        return found
+    for prefix in provider.PREFIXES:
+        text = text.removeprefix(prefix)
+    raise bad(name, value, f"the provider's resource name {provider.SHAPE}", why=_provider_hint(text))
 
 
 def _provider_hint(text: str) -> str:
     """The likeliest mistake, so the fix is in the message."""
     parts = text.split("/")
-    if len(parts) >= 2 and parts[0] == "projects" and len(parts[1]) <= ECHO_LIMIT and _PROJECT_ID_RE.fullmatch(parts[1]):
+    if len(parts) >= 2 and parts[0] == "projects" and len(parts[1]) <= shown.ECHO_LIMIT and _PROJECT_ID_RE.fullmatch(parts[1]):
         return (
             f"'{parts[1]}' is a project ID, but Workload Identity Federation needs the project NUMBER "
-            f"(`gcloud projects describe {parts[1]} --format='value(projectNumber)'`)"
+            f"(`{gcloud.project_number(parts[1])}`)"
         )
     if "workforcePools" in text:
         return "it names a workforce pool (for people); the pipe needs a workload identity pool's provider"
@@ -154,40 +66,25 @@ def _provider_hint(text: str) -> str:
     if "workloadIdentityPools" not in text:
         return "it is not a workload identity provider resource name"
     lowered_ids = re.sub(r"(workloadIdentityPools|providers)/([^/]+)", lambda m: f"{m[1]}/{m[2].lower()}", text)
-    if lowered_ids != text and _PROVIDER_RE.fullmatch(lowered_ids):
+    if lowered_ids != text and provider.NAME_RE.fullmatch(lowered_ids):
         return "pool and provider IDs are lowercase"
-    prefix = re.match(_PROVIDER_RE.pattern + "(?![a-z0-9-])", text)  # a valid name, then junk
+    prefix = re.match(provider.NAME_RE.pattern + "(?![a-z0-9-])", text)  # a valid name, then junk
     if prefix:
-        return f"remove {echo(text[prefix.end():])} after the provider ID"
+        return f"remove {shown.echo(text[prefix.end():])} after the provider ID"
     return "it does not have that shape (pool and provider IDs are 4-32 lowercase letters, digits or hyphens, not gcp-…)"
 
 
 # --- Service account and project -----------------------------------------------------------
 
-_ACCOUNT_ID = r"[a-z](?:[a-z0-9-]{4,28})[a-z0-9]"  # 6-30 characters, as IAM allows
-_PROJECT = r"[a-z][a-z0-9-]{4,28}[a-z0-9]"
-# User-managed and service-agent accounts (a domain-scoped project adds its domain), plus the
-# two Google-managed defaults: Compute Engine's and App Engine's.
-_SA_RE = re.compile(
-    rf"{_ACCOUNT_ID}@{_PROJECT}(?:\.[a-z0-9-]+)*\.iam\.gserviceaccount\.com"
-    rf"|[0-9]+-compute@developer\.gserviceaccount\.com|{_PROJECT}@appspot\.gserviceaccount\.com"
-)
-_SA_PROJECT_RE = re.compile(rf"[^@]+@(?P<project>{_PROJECT})\.iam\.gserviceaccount\.com")
-_PROJECT_ID_RE = re.compile(rf"(?:[a-z][a-z0-9.-]*:)?{_PROJECT}")
+_PROJECT_ID_RE = re.compile(rf"(?:[a-z][a-z0-9.-]*:)?{service_accounts.PROJECT_ID}")  # domain-scoped IDs too
 
 
 def service_account(name: str, value: str) -> str:
     text = value.strip()
-    if _SA_RE.fullmatch(text):
+    if service_accounts.is_email(text):
         return text
-    why = "e-mails are lowercase" if _SA_RE.fullmatch(text.lower()) else None
+    why = "e-mails are lowercase" if service_accounts.is_email(text.lower()) else None
     raise bad(name, value, "a service account e-mail such as deployer@my-project.iam.gserviceaccount.com", why=why)
-
-
-def project_of(service_account_email: str | None) -> str | None:
-    """The project ID a user-managed service account lives in, if its e-mail says so."""
-    match = _SA_PROJECT_RE.fullmatch(service_account_email or "")
-    return match["project"] if match else None
 
 
 def project_id(name: str, value: str) -> str:
@@ -203,8 +100,14 @@ def project_id(name: str, value: str) -> str:
 MAX_ITEMS = 1000  # CHOSEN: far above any real COMMAND, ENV or REGISTRIES list, and bounds the work
 
 
+# Lists whose items may hold commas (`ENV: ["URLS=a,b"]`, `COMMAND: ["--only=a,b"]`): as one plain string, they are
+# split on line breaks only. Registries, scopes and e-mails never hold a comma, so commas separate those too.
+LINES_ONLY = ("COMMAND", "ENV")
+
+
 def string_list(name: str, env: dict) -> list[str]:
-    """A list variable: Bitbucket's NAME_COUNT/NAME_0.. form, or a comma/newline separated NAME."""
+    """A list variable: Bitbucket's NAME_COUNT/NAME_0.. form (a YAML list), or NAME as one string split on line
+    breaks (and on commas, outside LINES_ONLY)."""
     count = env.get(f"{name}_COUNT")
     if count is not None and count.strip() != "":
         count = count.strip()
@@ -221,7 +124,7 @@ def string_list(name: str, env: dict) -> list[str]:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return []
-    items = [item.strip() for item in re.split(r"[,\n]", raw) if item.strip()]
+    items = [item.strip() for item in re.split(r"\n" if name in LINES_ONLY else r"[,\n]", raw) if item.strip()]
     if len(items) > MAX_ITEMS:
         raise PipeError(f"{name} has {len(items)} items, but a list takes at most {MAX_ITEMS}: shorten it.")
     return items
@@ -403,7 +306,6 @@ def header_value(name: str, value: str) -> str:
 # --- Container settings ----------------------------------------------------------------------
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NEVER_FORWARDED = {"BITBUCKET_STEP_OIDC_TOKEN", "OIDC_TOKEN", "PIPELINES_JWT_TOKEN"}  # step credentials
 
 
 def env_entry(name: str, item: str, environ: dict) -> tuple[str, str]:
@@ -411,21 +313,21 @@ def env_entry(name: str, item: str, environ: dict) -> tuple[str, str]:
     key, sep, value = item.partition("=")
     if not _ENV_NAME_RE.fullmatch(key):  # only the name is shown: the value may be a secret
         raise PipeError(
-            f"{name} has the entry {echo(key)}, but each entry must be NAME=VALUE or NAME "
+            f"{name} has the entry {shown.echo(key)}, but each entry must be NAME=VALUE or NAME "
             "(letters, digits and underscores, not starting with a digit)."
         )
     if sep:
         return key, value
-    shown = key if echo(key) == repr(key) else "NAME"  # a valid name, but maybe a pasted secret or 100 KB long
-    if key in _NEVER_FORWARDED:
+    name_shown = key if shown.echo(key) == repr(key) else "NAME"  # a valid name, but maybe a pasted secret or 100 KB long
+    if key in bitbucket.CREDENTIALS:
         raise PipeError(
             f"{name} forwards {key}, but the step's token is never passed as a variable: remove it, and set "
             "GOOGLE_CREDENTIALS_IN_CONTAINER: 'true' if the container needs Google credentials."
         )
     if key not in environ:
         raise PipeError(
-            f"{name} forwards {echo(key) if shown == 'NAME' else key}, but the pipe has no such variable: pass it as {shown}=VALUE "
-            f"or add {shown}: ${shown} to the pipe's variables."
+            f"{name} forwards {shown.echo(key) if name_shown == 'NAME' else key}, but the pipe has no such variable: pass it as "
+            f"{name_shown}=VALUE or add {name_shown}: ${name_shown} to the pipe's variables."
         )
     return key, environ[key]
 

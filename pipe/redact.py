@@ -1,25 +1,26 @@
-"""One redaction layer for everything the pipe prints: known secrets in their common encodings, anything
-token-shaped, and control characters that inputs could use to forge or recolour a line.
+"""One redaction layer for everything the pipe prints: known secrets in their common encodings, fragments of them,
+and anything token-shaped. (Escaping what does not print is pipe.shown's; log records go through pipe.logs.)
 
 Known secrets are caught as their bytes and as the part of any base64 text (standard or URL-safe, at any
-alignment, padded or not, so Docker's `oauth2accesstoken:<token>` auth field too) that depends on them
-alone, even split by whitespace or `\\n`-style escapes (JSON bodies) or wrapped onto lines that start with
-a prefix of their own (a timestamp, `b64:`), as long as their first 12 characters or the 12 after those
-are unbroken (a split in the first 12 shows what is before it). The whole span, line breaks included,
-becomes one [redacted]. Matching is on bytes: the run container's output is redacted without being
-decoded (StreamRedactor), and log text the same way (redact)."""
+alignment, padded or not, so Docker's `oauth2accesstoken:<token>` auth field too) that depends on them alone,
+whole or in part: any FRAGMENT or more consecutive characters of one are redacted wherever they appear (a token
+cut short by a line's length limit, or a script printing part of one). A match goes on across whitespace and
+`\\n`-style escapes (JSON bodies) and onto lines that start with a prefix of their own (a timestamp, `b64:`), so
+a wrapped secret becomes one [redacted], line breaks included; a piece shorter than FRAGMENT before the first
+break may show. Matching is on bytes: the run container's output is redacted without being decoded
+(StreamRedactor), and log text the same way (redact), with the same result whatever the chunking."""
 
 import base64
-import logging
 import re
 
 REDACTED = "[redacted]"
 _REDACTED = REDACTED.encode()
 _MIN_SECRET = 8  # shorter values would redact ordinary words
+FRAGMENT = 16  # CHOSEN: 16 characters of a token are 96 bits; fewer are found only as a whole short secret
 
-# A secret's encodings are found through two needles, their first K bytes and the K after them (either one
-# survives a split inside the other); from there matching skips any split, byte-exact otherwise.
-_K = 12
+# Secrets are found through their 8-byte grams: the text is sampled every 8 bytes, so any run of 15 or more bytes of
+# a secret holds a sampled gram, whatever its alignment; from there the match extends both ways.
+_GRAM = 8
 _SEPARATOR = re.compile(rb"[\t\n\v\f\r ]|\\[nrt]")  # wrapped lines, and JSON's escaped line breaks
 _SEPARATORS = re.compile(rb"(?:[\t\n\v\f\r ]|\\[nrt])*")
 _DECORATION = 128  # what a line may start with before a secret wrapped onto it goes on (a timestamp, `b64:`)
@@ -61,20 +62,6 @@ def redact(text: str) -> str:
     return _matcher().scan(data, open_from=len(data) + 1)[0].decode("utf-8", "surrogatepass")
 
 
-def printable(text: str) -> str:
-    """One line to print: redacted, and every control character from inputs written as an escape."""
-    return escape(redact(text))
-
-
-def escape(text: str) -> str:
-    """Every character that does not print written as Python writes it (`\\x1b`, `\\n`, `\\u202e`): C0 and C1
-    controls (ESC, CR, LF, …), the Unicode line separators and bidirectional overrides that can fake a line or
-    reorder one, and lone surrogates (undecodable bytes in a variable), which a UTF-8 stream cannot print."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 class StreamRedactor:
     """Redacts one output stream (the run container's stdout, or its stderr) as it arrives.
 
@@ -99,36 +86,77 @@ class StreamRedactor:
         return out
 
 
-def _encodings(secret: str) -> set[bytes]:
-    """The secret's bytes, and the part of base64(anything + secret + anything) set by the secret alone,
-    for each of its 3 alignments (the first and last characters also carry bits of the neighbours)."""
+def _encodings(secret: str) -> dict[bytes, int]:
+    """The secret's bytes, and the part of base64(anything + secret + anything) set by the secret alone, for each of
+    its 3 alignments (the first and last characters also carry bits of the neighbours): each form with how many of
+    its first bytes are public (a JWT's header, the same in every token signed alike), where no fragment starts."""
     raw = secret.encode("utf-8", "surrogatepass")
-    forms = {raw}
+    public = raw.index(b".") + 1 if _JWT_HEADER.match(raw) else 0
+    forms = {raw: public}
     for offset in range(3):
         encoded = base64.b64encode(bytes(offset) + raw)
-        forms.add(encoded[(8 * offset + 5) // 6:8 * (offset + len(raw)) // 6])  # whole 6-bit groups of the secret
-    return {form.translate(_CANONICAL) for form in forms}
+        start = (8 * offset + 5) // 6
+        core = encoded[start:8 * (offset + len(raw)) // 6]  # whole 6-bit groups of the secret
+        forms[core] = max(forms.get(core, 0), -(-8 * (offset + public) // 6) - start if public else 0)
+    return {form.translate(_CANONICAL): public for form, public in forms.items()}
 
 
-def _walk(text: bytes, at: int, form: bytes, done: int, final: bool) -> int | None:
-    """Match form[done:] at text[at:], skipping separators and, after a line break, what the next line starts
-    with: where it ends, _PENDING when the text runs out first (unless final), None when it differs."""
+_JWT_HEADER = re.compile(rb"eyJ[\w-]+\.")
+
+
+_PENDING = -1
+
+
+def _walk(text: bytes, at: int, form: bytes, done: int, final: bool) -> tuple[int, int]:
+    """Match form[done:] at text[at:], skipping separators and, after a line break, what the next line starts with.
+    (where the match ends in the text, how much of the form it covers); the end is _PENDING when the text runs out
+    mid-form (unless final)."""
     end = len(text) - (not final and text.endswith(b"\\"))  # a trailing backslash may open a `\n`
     while done < len(form):
         gap = _SEPARATORS.match(text, at, end).end() if at < end else at
-        wrapped, at = text.find(b"\n", at, gap) >= 0, gap
-        if at >= end:
-            return None if final else _PENDING
+        wrapped = text.find(b"\n", at, gap) >= 0
+        if gap >= end:
+            return (at if final else _PENDING), done
+        resumed = gap
         if wrapped:  # the next part is at the line's start, or after its prefix
-            at = _resume(text, at, end, form[done:done + _K], final)
-            if at is None or at == _PENDING:
-                return at
-        stop = _SEPARATOR.search(text, at, end)
-        size = min((stop.start() if stop else end) - at, len(form) - done)
-        if text[at:at + size] != form[done:done + size]:
-            return None
-        at, done = at + size, done + size
-    return at
+            resumed = _resume(text, gap, end, form[done:done + _GRAM], final)
+            if resumed is None:
+                return at, done
+            if resumed == _PENDING:
+                return _PENDING, done
+        stop = _SEPARATOR.search(text, resumed, end)
+        size = min((stop.start() if stop else end) - resumed, len(form) - done)
+        same = _common_prefix(text, resumed, form, done, size)
+        if same == 0:
+            return at, done
+        at, done = resumed + same, done + same
+        if same < size:
+            return at, done
+    return at, done
+
+
+def _common_prefix(text: bytes, at: int, form: bytes, done: int, size: int) -> int:
+    """How many of the next `size` bytes of text and form agree (compared in halves: no byte-by-byte loop)."""
+    low, high = 0, size
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text[at:at + middle] == form[done:done + middle]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _common_suffix(text: bytes, at: int, form: bytes, done: int) -> int:
+    """How many bytes before text[at] and form[done] agree, counting back (no separators: a match starts unbroken)."""
+    low, high = 0, min(at, done)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text[at - middle:at] == form[done - middle:done]:
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _resume(text: bytes, line: int, end: int, needle: bytes, final: bool) -> int | None:
@@ -145,9 +173,6 @@ def _resume(text: bytes, line: int, end: int, needle: bytes, final: bool) -> int
     return _PENDING if line_end < 0 and end < limit and not final else None
 
 
-_PENDING = -1
-
-
 def _is_continuation(byte: int) -> bool:
     """A UTF-8 continuation byte: no match starts there, so redacting never splits a character."""
     return 0x80 <= byte < 0xC0
@@ -157,90 +182,124 @@ class _Matcher:
     """Everything that finds the current secrets and shapes, built once per set of secrets."""
 
     def __init__(self, secrets: set[str]):
-        forms = sorted({form for secret in secrets for form in _encodings(secret)}, key=lambda f: (-len(f), f))
-        self.needles = []  # (needle, priority: longest form first, form, k, whether it is the second needle)
-        self.tails = {b"e", b"ey", b"y", b"ya", b"ya2"}  # unfinished shape markers
-        for priority, form in enumerate(forms):
-            k = min(_K, len(form) // 2)
-            self.needles += [(form[:k], priority, form, k, False), (form[k:2 * k], priority, form, k, True)]
-            self.tails |= {form[:size] for size in range(1, k)}
-            self.tails |= {form[first:last] for first in range(1, k + 1) for last in range(first + 1, 2 * k)
-                           if not _is_continuation(form[first])}
-        self.shapes = [(marker, priority, *patterns) for priority, (marker, *patterns) in enumerate(_SHAPES, start=len(forms))]
-        self.longest_tail = max(map(len, self.tails))
-        self.tail_ends = {tail[-1] for tail in self.tails}
+        public: dict[bytes, int] = {}
+        for secret in secrets:
+            for form, prefix in _encodings(secret).items():
+                public[form] = min(public.get(form, prefix), prefix)
+        forms = sorted(public, key=lambda f: (-len(f), f))
+        self.forms = forms
+        self.public = [public[form] for form in forms]
+        self.grams: dict[bytes, list[tuple[int, int]]] = {}
+        self.short: list[bytes] = []  # whole secrets too short to hold FRAGMENT characters: found whole only
+        for index, form in enumerate(forms):
+            if len(form) < FRAGMENT:
+                self.short.append(form)
+                continue
+            for offset in range(public[form], len(form) - _GRAM + 1):  # a whole JWT is still found, from its payload
+                self.grams.setdefault(form[offset:offset + _GRAM], []).append((index, offset))
 
     def scan(self, data: bytes, open_from: int) -> tuple[bytes, int]:
         """Redact data up to the point from which it may still become a match (at or after open_from;
         past len(data), nothing is pending): the output, and where it stops."""
         text = data.translate(_CANONICAL)
-        hits = sorted(self._hits(data, text, open_from), key=lambda hit: hit[:2])
-        out, pos, first = [], 0, 0
-        while True:
-            while first < len(hits) and hits[first][0] + _K < pos:  # too far back to start at pos any more
-                first += 1
-            winner, at = _winner(hits, first, pos)
-            tail = self._tail(text, max(pos, open_from))
-            if winner is None or at >= tail or winner[3] == _PENDING:
-                cut = tail if winner is None else min(at, tail)
-                out.append(data[pos:cut])
-                return b"".join(out), cut
-            out += [data[pos:at], _REDACTED]
-            pos = winner[3]
+        cut = self._tail(text, open_from)
+        out, pos = [], 0
+        for start, end in _merged(self._secrets(text, open_from) + self._shapes(data, open_from)):
+            if start >= cut or end == _PENDING:
+                cut = min(cut, start)
+                break
+            out += [data[pos:start], _REDACTED]
+            pos = end
+        out.append(data[pos:cut])
+        return b"".join(out), max(cut, pos)
 
-    def _hits(self, data: bytes, text: bytes, open_from: int) -> list:
-        """Every match or pending match as (start, priority, latest start, end or _PENDING): a match found
-        through its second needle may start later, down to that needle, when an earlier one overlaps it."""
-        hits = []
-        for needle, priority, form, k, second in self.needles:
-            at = text.find(needle)
-            while at >= 0:
-                start = at - _head(text, at, form, k) if second else at
-                end = _walk(text, at + k, form, 2 * k if second else k, final=start < open_from)
-                if end is not None:
-                    hits.append((start, priority, at if second else start, end))
-                at = text.find(needle, at + 1)
-        for marker, priority, shape, unfinished, failed in self.shapes:
+    def _secrets(self, text: bytes, open_from: int) -> list[tuple[int, int]]:
+        spans, at, n = [], 0, len(text)
+        while at + _GRAM <= n:
+            hits = self.grams.get(text[at:at + _GRAM])
+            span = max((s for index, offset in hits if (s := self._extend(text, at, index, offset, open_from))),
+                       key=lambda s: (s[1] == _PENDING, s[1] - s[0]), default=None) if hits else None
+            if span is None:
+                at += _GRAM
+                continue
+            spans.append(span)
+            if span[1] == _PENDING:
+                break  # the text from here on is held back
+            at = max(at + _GRAM, span[1])
+        for form in self.short:  # whole short secrets only, split or not, found through either half
+            half = len(form) // 2
+            for needle, done in ((form[:half], 0), (form[half:2 * half], half)):
+                found = text.find(needle)
+                while found >= 0:
+                    start = found - _common_suffix(text, found, form, done)  # a split before the second half shows its start
+                    while start < found and _is_continuation(text[start]):
+                        start += 1
+                    if not _is_continuation(text[start]):
+                        end, last = _walk(text, found + len(needle), form, done + len(needle), final=start < open_from)
+                        if end == _PENDING or last == len(form):
+                            spans.append((start, end))
+                    found = text.find(needle, found + 1)
+        return spans
+
+    def _extend(self, text: bytes, at: int, index: int, offset: int, open_from: int) -> tuple[int, int] | None:
+        """The span of the form's occurrence through the gram at text[at:] (form[offset:]), if it is a whole form or
+        at least FRAGMENT bytes of one; its end _PENDING when more text may continue it."""
+        form = self.forms[index]
+        back = min(_common_suffix(text, at, form, offset), offset - self.public[index])  # a public header stays as it is
+        start, first = at - back, offset - back
+        while start < at and _is_continuation(text[start]):
+            start, first = start + 1, first + 1
+        # A match starts only at an unbroken run of FRAGMENT bytes (a shorter first piece of a wrapped secret shows):
+        # such a run holds a sampled gram whatever the alignment, so logs and any chunking of a stream agree.
+        stop = _SEPARATOR.search(text, at, min(len(text), at + len(form)))
+        piece = (stop.start() if stop else min(len(text), at + len(form) - offset)) - at
+        unbroken = at - start + _common_prefix(text, at, form, offset, min(piece, len(form) - offset))
+        if unbroken < FRAGMENT and not (first == 0 and unbroken == len(form)):
+            return None if stop or at + piece < len(text) or start < open_from else (start, _PENDING)
+        end, last = _walk(text, at + _GRAM, form, offset + _GRAM, final=start < open_from)
+        if end == _PENDING:
+            return start, _PENDING
+        if last - first >= FRAGMENT or (first == 0 and last == len(form)):
+            return start, end
+        return None
+
+    def _shapes(self, data: bytes, open_from: int) -> list[tuple[int, int]]:
+        spans = []
+        for marker, shape, unfinished, failed in _SHAPES:
             at = data.find(marker)
             while at >= 0:
                 if at >= open_from and unfinished.match(data, at):
-                    hits.append((at, priority, at, _PENDING))
+                    spans.append((at, _PENDING))
                     break  # any later one is pending too, and only the first matters
                 match = shape.match(data, at) or failed.match(data, at)
                 if match.re is shape:
-                    hits.append((at, priority, at, match.end()))
+                    spans.append((at, match.end()))
                 at = data.find(marker, match.end())
-        return hits
+        return spans
 
-    def _tail(self, text: bytes, start: int) -> int:
-        """Where the longest unfinished start of a needle or a shape's marker at the end begins (len: none)."""
-        if start >= len(text) or text[-1] not in self.tail_ends:
-            return len(text)
-        for size in range(min(self.longest_tail, len(text) - start), 0, -1):
-            if text[-size:] in self.tails:
-                return len(text) - size
-        return len(text)
-
-
-def _head(text: bytes, at: int, form: bytes, k: int) -> int:
-    """How many of the form's first k units run on, unbroken, right before its second needle at `at`."""
-    size = min(k, at)
-    while size and (text[at - size:at] != form[k - size:k] or _is_continuation(form[k - size])):
-        size -= 1
-    return size
+    def _tail(self, text: bytes, open_from: int) -> int:
+        """Where the run of token bytes at the end starts, at most FRAGMENT - 1 of them (a fragment or a shape's
+        marker may be starting there), or len(text) when the text is final or ends otherwise."""
+        n = len(text)
+        if open_from > n:
+            return n
+        start = n
+        while start > max(n - (FRAGMENT - 1), open_from, 0) and text[start - 1] in _TOKEN_BYTES:
+            start -= 1
+        return start
 
 
-def _winner(hits: list, first: int, pos: int):
-    """The hit that starts earliest at or after pos (first by priority on a tie), and where it starts."""
-    best = None
-    for index in range(first, len(hits)):
-        hit = hits[index]
-        start, priority, latest, _ = hit
-        if start > pos:
-            return (hit, start) if best is None else (best, pos)
-        if latest >= pos and (best is None or priority < best[1]):
-            best = hit
-    return best, pos
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping spans as one; a group with a pending member is pending from the group's start."""
+    groups: list[list[int]] = []
+    for start, end in sorted(spans):
+        if groups and groups[-1][1] != _PENDING and start < groups[-1][1]:
+            groups[-1][1] = _PENDING if end == _PENDING else max(groups[-1][1], end)
+        elif groups and groups[-1][1] == _PENDING:
+            break  # everything from a pending group on is held
+        else:
+            groups.append([start, end])
+    return [(start, end) for start, end in groups]
 
 
 def _matcher() -> _Matcher:
@@ -248,53 +307,3 @@ def _matcher() -> _Matcher:
     if _compiled is None:
         _compiled = _Matcher(_secrets)
     return _compiled
-
-
-# Attributes every record has; anything else came in through `extra=` (google-auth puts whole
-# request bodies and headers there, the subject token included).
-_STANDARD_ATTRIBUTES = set(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
-
-
-def _scrub(value):
-    if isinstance(value, str):
-        return printable(value)
-    if isinstance(value, dict):
-        return {key: _scrub(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_scrub(item) for item in value]
-    return value
-
-
-class RedactingFilter(logging.Filter):
-    """Redacts each record after formatting its arguments, for our logs and the libraries', and makes it one
-    line: only a DEBUG record's traceback keeps its line breaks. Runs before the formatter adds its colours."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a library's mismatched format args: logging would print a traceback; keep the text
-            message = f"{record.msg} {record.args}"
-        trace = logging.Formatter().formatException(record.exc_info) if record.exc_info else record.exc_text
-        stack = record.stack_info
-        record.exc_info = None  # formatted above; formatters print exc_text instead
-        if record.levelno <= logging.DEBUG:
-            record.exc_text, record.stack_info = (trace and _multiline(trace)), (stack and _multiline(stack))
-        else:
-            message = "\n".join(part for part in (message, trace, stack) if part)
-            record.exc_text = record.stack_info = None
-        record.msg, record.args = printable(message), ()
-        for key in set(vars(record)) - _STANDARD_ATTRIBUTES:
-            setattr(record, key, _scrub(getattr(record, key)))
-        return True
-
-
-def _multiline(text: str) -> str:
-    return "\n".join(escape(line) for line in redact(text).split("\n"))
-
-
-def install() -> None:
-    """Attach the filter to every root handler (handler filters also see propagated library records),
-    and to logging's last-resort handler, which prints when no handler is configured."""
-    for handler in [*logging.getLogger().handlers, logging.lastResort]:
-        if handler and not any(isinstance(f, RedactingFilter) for f in handler.filters):
-            handler.addFilter(RedactingFilter())

@@ -1,33 +1,30 @@
-"""Which registries may receive a Google access token, and the credentials handed to the daemon.
-
-The daemon does not send registry credentials to the registry host: it sends them to the token service
-its `/v2/` challenge names (`WWW-Authenticate: Bearer realm=...`). So both the registry and that token
-service must be hosts the token may go to, checked before any token exists, with one URL reading (pipe.urls).
+"""Registry authentication: which registries may receive a Google access token, where a registry sends clients for
+credentials (its token service, named by its `/v2/` challenge), and the pull-scoped registry token the pipe gets
+there itself. That registry token is the only credential the Docker daemon ever receives: with it the daemon pulls
+without contacting any token service, so the Google access token reaches no host the pipe did not check, whatever the
+registry answers the daemon later.
 """
 
-import re
+import base64
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from google.auth import exceptions
 
-from pipe import parsers, redact, urls
+from pipe import answers, diagnose, google_registries, shown, untrusted, urls
 from pipe.errors import PipeError
 from pipe.parsers import Image
 
-GOOGLE_REGISTRY_SUFFIXES = (".pkg.dev", ".gcr.io")  # *-docker.pkg.dev, *.pkg.dev, us.gcr.io, ...
-GOOGLE_REGISTRY_HOSTS = ("gcr.io",)
-_BEARER_RE = re.compile(r"\s*bearer\s+(?P<params>.*)", re.IGNORECASE | re.DOTALL)
-_PARAM_RE = re.compile(r'\s*(\w+)="([^"]*)"\s*(?:,|$)')
-
-
-def is_google(host: str) -> bool:
-    name = host.lower()
-    # A port means it is not Google's public endpoint (which is :443 only).
-    return ":" not in name and (name in GOOGLE_REGISTRY_HOSTS or name.endswith(GOOGLE_REGISTRY_SUFFIXES))
+MAX_CHALLENGE = 4096  # CHOSEN: Artifact Registry's challenge is under 200 characters
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_MANIFESTS = ", ".join((
+    "application/vnd.oci.image.index.v1+json", "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json", "application/vnd.docker.distribution.manifest.v2+json",
+))
 
 
 def is_allowed(netloc: str, extra_registries: tuple[str, ...]) -> bool:
-    return is_google(netloc) or netloc in extra_registries
+    return google_registries.is_google(netloc) or netloc in extra_registries
 
 
 def check_allowed(image: Image, extra_registries: tuple[str, ...]) -> None:
@@ -35,15 +32,78 @@ def check_allowed(image: Image, extra_registries: tuple[str, ...]) -> None:
     if is_allowed(image.host, extra_registries):
         return
     raise PipeError(
-        f"IMAGE {image.reference} is on {image.host}, which is not a Google registry, so the pipe will not send it "
-        f"a Google access token: use an Artifact Registry image, or add '{image.host}' to REGISTRIES if that host "
+        f"IMAGE is on {shown.clipped(image.host)}, which is not a Google registry, so the pipe will not send it a Google "
+        f"access token: use an Artifact Registry image, or add '{shown.clipped(image.host)}' to REGISTRIES if that host "
         "really accepts Google tokens."
     )
 
 
+def receiving_credentials(image: Image | None, action: str, export: bool, extra_registries: tuple[str, ...]) -> list[str]:
+    """The registries that will get credentials: IMAGE's for pull and run (a registry token) and for an export (the
+    docker config), and for an export every REGISTRIES host too (Google's own hosts need no check)."""
+    hosts = [image.host] if image and (action in ("pull", "run") or export) else []
+    if export:
+        hosts += [host for host in extra_registries if host not in hosts]
+    return hosts
+
+
+# --- the challenge --------------------------------------------------------------------------------
+
+def challenges(header: str) -> list[tuple[str, dict[str, str]]]:
+    """RFC 7235 challenges, read as Docker reads them: scheme and parameter names case-insensitive, the first value
+    of a repeated parameter kept. One pass over at most MAX_CHALLENGE characters, whatever the text."""
+    text = header[:MAX_CHALLENGE]
+    n, found, current, i = len(text), [], None, 0
+
+    def token(at: int) -> int:
+        while at < n and text[at] in _TCHAR:
+            at += 1
+        return at
+
+    def spaces(at: int) -> int:
+        while at < n and text[at] in " \t":
+            at += 1
+        return at
+
+    while i < n:
+        while i < n and text[i] in " \t,":
+            i += 1
+        start, i = i, token(i)
+        if i == start:  # a character no scheme or name has: skip it, so any text ends
+            i += 1
+            continue
+        word, after = text[start:i].lower(), spaces(i)
+        if current is not None and after < n and text[after] == "=" and text[after + 1:after + 2] != "=":
+            value_at = spaces(after + 1)
+            if value_at < n and text[value_at] == '"':
+                value, i = _quoted(text, value_at + 1)
+            else:
+                i = token(value_at)
+                value = text[value_at:i]
+            current.setdefault(word, value)  # a parameter of the current challenge
+        else:  # a new challenge's scheme (a token68 after a scheme reads as a scheme of its own: harmless)
+            current = {}
+            found.append((word, current))
+            i = after
+    return found
+
+
+def _quoted(text: str, at: int) -> tuple[str, int]:
+    """A quoted-string's content as written, from just after its opening quote, and where it ends (an unclosed one
+    ends the text). Escapes are kept, not read: no real token service writes one, and a realm with a backslash is
+    then refused by pipe.urls rather than read one way here and another elsewhere."""
+    end = at
+    while end < len(text) and text[end] != '"':
+        end += 2 if text[end] == "\\" else 1
+    return text[at:min(end, len(text))], min(end + 1, len(text))
+
+
 @dataclass(frozen=True)
 class TokenService:
-    realm: str | None  # None: the registry asks for no token service (credentials, if any, go to the registry itself)
+    """Where a registry sends clients for credentials. realm None: it asks for none (an open registry)."""
+
+    host: str  # the registry
+    realm: urls.Url | None
     service: str | None
 
 
@@ -54,39 +114,75 @@ def registry_url(host: str) -> str:
     return f"{scheme}://{host}/v2/"
 
 
-def check_token_service(host: str, extra_registries: tuple[str, ...], transport) -> TokenService:
-    """Read the registry's challenge anonymously (no token exists yet) and refuse a token service the
-    token may not go to. Shared by pull, run and doctor."""
+def token_service(host: str, extra_registries: tuple[str, ...], transport, pull: bool = True) -> TokenService:
+    """Read the registry's challenge anonymously (no token exists yet) and refuse a token service the token may not
+    go to. Shared by pull, run, the exported docker config and the doctor. For a pull the registry must name a token
+    service (or need no credentials); for an exported docker config a host without one gets the credentials itself."""
     url = registry_url(host)
-    try:
-        response = transport(url, method="GET")
-    except exceptions.TransportError as error:
+    answer = _get(transport, url, f"check where {host} sends registry credentials")
+    if answer.status == 200:
+        return TokenService(host, None, None)  # an open registry: it needs no credentials
+    bearer = next((params for scheme, params in challenges(answer.headers.get("WWW-Authenticate") or "") if scheme == "bearer"), None)
+    if bearer is None and not pull:
+        return TokenService(host, None, None)  # the docker CLI sends the exported credentials to this listed host only
+    if answer.status != 401 or bearer is None:
+        said = f"HTTP {answer.status}" + ("" if answer.status != 401 else " with no token service in its challenge")
         raise PipeError(
-            f"Could not reach {url} to check where it sends registry credentials ({redact.redact(str(error))}): "
-            "check IMAGE and the step's network access."
-        ) from None
-    challenge = _bearer(response.headers.get("WWW-Authenticate") or "")
-    if response.status != 401 or challenge is None:
-        return TokenService(None, None)  # no token service: the daemon sends credentials nowhere but the registry
-    realm_text = challenge.get("realm", "")
+            f"{host} answered {said} at {url}: the pipe only gives the Docker daemon a registry token from the registry's "
+            "token service (Docker's token authentication, as Artifact Registry uses), never the Google access token; "
+            "check IMAGE and REGISTRIES."
+        )
+    realm_text = bearer.get("realm", "")
     realm = urls.parse(realm_text)
-    shown = realm.netloc if realm else parsers.echo(realm_text)
-    if realm is None or not urls.may_carry_tokens(realm) or not is_allowed(realm.netloc, extra_registries):
+    where = realm.netloc if realm else shown.echo(realm_text)
+    if realm is None or not urls.may_carry_tokens(realm):
         raise PipeError(
-            f"{host} sends registry credentials to the token service {shown}, which may not receive Google tokens: "
-            f"add '{realm.netloc}' to REGISTRIES only if you trust that host."
-            if realm and urls.may_carry_tokens(realm) else
-            f"{host} sends registry credentials to the token service {shown}, which the pipe will not send a token to "
+            f"{host} sends registry credentials to the token service {where}, which the pipe will not send a token to "
             "(only https, or plain http on localhost, in a plain URL form): REGISTRIES cannot allow it."
         )
-    return TokenService(str(realm), challenge.get("service"))
+    if not is_allowed(realm.netloc, extra_registries):
+        raise PipeError(
+            f"{host} sends registry credentials to the token service {where}, which may not receive Google tokens: "
+            f"add '{realm.netloc}' to REGISTRIES only if you trust that host."
+        )
+    return TokenService(host, realm, bearer.get("service"))
 
 
-def _bearer(header: str) -> dict | None:
-    match = _BEARER_RE.match(header)
-    return dict(_PARAM_RE.findall(match["params"])) if match else None
+# --- the registry token ---------------------------------------------------------------------------
+
+def pull_token(image: Image, service: TokenService, access_token: str, principal: str, transport) -> str | None:
+    """A registry token for pulling IMAGE's repository, from the token service `service` names (checked by
+    token_service); None for an open registry. Refusals are explained (pipe.diagnose)."""
+    if service.realm is None:
+        return None
+    query = urlencode([(name, value) for name, value in (("service", service.service), ("scope", f"repository:{image.path}:pull")) if value])
+    url = f"{service.realm}{'&' if service.realm.query is not None else '?'}{query}"
+    basic = f"{google_registries.USERNAME}:{access_token}".encode()
+    answer = _get(transport, url, f"get a pull token from {service.realm.netloc}",
+                  {"Authorization": "Basic " + base64.b64encode(basic).decode()})
+    if answer.status != 200:
+        raise PipeError(diagnose.token_service_error(answer.status, untrusted.text(answer.data), image, principal, service.realm.netloc))
+    fix = f"check that {service.realm.netloc} is the registry's token service (REGISTRIES)"
+    return answers.registry_token(answer.data, f"The token service {service.realm.netloc}", fix)
 
 
-def auth_config(access_token: str) -> dict:
-    """Per-pull credentials for the daemon (Artifact Registry's documented user name); never written to disk."""
-    return {"username": "oauth2accesstoken", "password": access_token}
+def daemon_auth(registry_token: str | None) -> dict:
+    """The Engine API's auth config for one pull: the registry token only (the daemon sends it to the registry as a
+    bearer token and asks no token service), or an empty one for an open registry (never the SDK's own lookup of a
+    docker config file)."""
+    return {"registrytoken": registry_token} if registry_token else {}
+
+
+def manifest(image: Image, registry_token: str | None, transport) -> int:
+    """The HTTP status of IMAGE's manifest, read with the registry token (the doctor's check that the pull would work)."""
+    reference = image.digest or image.tag or "latest"
+    url = f"{registry_url(image.host).removesuffix('/v2/')}/v2/{image.path}/manifests/{reference}"
+    headers = {"Accept": _MANIFESTS} | ({"Authorization": f"Bearer {registry_token}"} if registry_token else {})
+    return _get(transport, url, f"read {image.reference}'s manifest", headers, method="HEAD").status
+
+
+def _get(transport, url: str, purpose: str, headers: dict | None = None, method: str = "GET"):
+    try:
+        return transport(url, method=method, headers=headers or {})
+    except exceptions.TransportError as error:
+        raise PipeError(f"Could not reach {url.split('?')[0]} to {purpose} ({error}): check IMAGE and the step's network access.") from None

@@ -7,14 +7,14 @@ principalSet, never the whole pool. Nothing here touches the network or prints t
 """
 
 import itertools
-import re
 from dataclasses import dataclass
 
-from pipe import gcloud, parsers
+from pipe import gcloud, google_registries, service_accounts
 from pipe.config import Config
 from pipe.errors import PipeError
 from pipe.oidc import StepToken
 from pipe.parsers import RESTRICT_VARIABLE, Restriction
+from pipe.provider import Provider
 
 WORKLOAD_IDENTITY_USER = "roles/iam.workloadIdentityUser"
 TOKEN_CREATOR = "roles/iam.serviceAccountTokenCreator"
@@ -34,21 +34,13 @@ ATTRIBUTE_MAPPING = (
 
 @dataclass(frozen=True)
 class OidcProvider:
-    project_number: str
-    pool_id: str
-    provider_id: str
+    """The provider to create: its names (pipe.provider) and what it trusts."""
+
+    names: Provider
     issuer_uri: str
     allowed_audiences: tuple[str, ...]
     attribute_mapping: tuple[tuple[str, str], ...]
     attribute_condition: str
-
-    @property
-    def pool_name(self) -> str:
-        return f"projects/{self.project_number}/locations/global/workloadIdentityPools/{self.pool_id}"
-
-    @property
-    def name(self) -> str:
-        return f"{self.pool_name}/providers/{self.provider_id}"
 
     @property
     def mapping(self) -> dict[str, str]:
@@ -63,7 +55,7 @@ class ServiceAccountBinding:
 
     @property
     def resource(self) -> str:
-        return gcloud.service_account_name(self.email)
+        return service_accounts.resource_name(self.email)
 
 
 @dataclass(frozen=True)
@@ -94,9 +86,7 @@ def build(cfg: Config, step: StepToken, restrict: Restriction) -> Plan:
     claims = _claims(step, restrict)
     p = cfg.provider
     provider = OidcProvider(
-        project_number=p.project_number,
-        pool_id=p.pool_id,
-        provider_id=p.provider_id,
+        names=p,
         issuer_uri=claims["iss"],
         allowed_audiences=(step.audiences[0],),  # what this step's token carries (Bitbucket's default or the first custom one)
         attribute_mapping=ATTRIBUTE_MAPPING,
@@ -107,9 +97,9 @@ def build(cfg: Config, step: StepToken, restrict: Restriction) -> Plan:
     reader = f"serviceAccount:{cfg.service_account}" if cfg.service_account else member
     apis = ("iam.googleapis.com", "sts.googleapis.com") + (("iamcredentials.googleapis.com",) if bindings else ())
     grant, notes = None, []
-    target = artifact_repository(cfg.image) if cfg.image else None
+    target = google_registries.repository_of(cfg.image.host, cfg.image.path) if cfg.image else None
     if target:
-        grant = RepositoryGrant(*target, AR_READER, reader)
+        grant = RepositoryGrant(target.project, target.location, target.repository, AR_READER, reader)
     elif cfg.image:
         notes.append(
             f"IMAGE {cfg.image.reference} is not an Artifact Registry path (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE): "
@@ -166,22 +156,6 @@ def cel_string(value: str) -> str:
     return f"'{escaped}'"
 
 
-_AR_HOST = re.compile(r"(?P<location>[a-z0-9-]+)-docker\.pkg\.dev")
-# gcr.io is served by Artifact Registry repositories named after the host.
-_GCR_LOCATIONS = {"gcr.io": "us", "us.gcr.io": "us", "eu.gcr.io": "europe", "asia.gcr.io": "asia"}
-
-
-def artifact_repository(image: parsers.Image) -> tuple[str, str, str] | None:
-    """(project, location, repository) of an Artifact Registry image, None elsewhere."""
-    parts = image.path.split("/")
-    match = _AR_HOST.fullmatch(image.host)
-    if match and len(parts) >= 3:
-        return parts[0], match["location"], parts[1]
-    if image.host in _GCR_LOCATIONS and len(parts) >= 2:
-        return parts[0], _GCR_LOCATIONS[image.host], image.host
-    return None
-
-
 # --- gcloud --------------------------------------------------------------------------------------
 
 def to_gcloud(plan: Plan) -> str:
@@ -190,13 +164,13 @@ def to_gcloud(plan: Plan) -> str:
     mapping = ",".join(f"{key}={value}" for key, value in pv.attribute_mapping)
     out = [f"# {note}" for note in plan.notes]
     out += [
-        f"gcloud services enable {' '.join(plan.apis)} --project={pv.project_number}",
+        gcloud.services_enable(*plan.apis, project=pv.names.project_number),
         "# If the pool or provider exists already, run `... update` / `... update-oidc` with the same flags instead.",
-        gcloud.pool("create", pv),
+        gcloud.pool("create", pv.names),
         gcloud.command(
-            gcloud.provider("create-oidc", pv),
+            gcloud.provider("create-oidc", pv.names),
             f"--issuer-uri={gcloud.arg(pv.issuer_uri)}",
-            f"--allowed-audiences={gcloud.arg(','.join(pv.allowed_audiences))}",
+            gcloud.list_flag("--allowed-audiences", pv.allowed_audiences),
             f"--attribute-mapping={gcloud.arg(mapping)}",
             f"--attribute-condition={gcloud.arg(pv.attribute_condition)}",
         ),
@@ -230,7 +204,7 @@ def _resource(kind: str, name: str, *body: str) -> str:
 
 def to_terraform(plan: Plan) -> str:
     pv = plan.provider
-    project = hcl_string(pv.project_number)
+    project = hcl_string(pv.names.project_number)
     after_provider = ("depends_on", "[google_iam_workload_identity_pool_provider.bitbucket]")
     notes = [f"# {note}" for note in plan.notes] + ["# Existing pool or provider: `terraform import` them first."]
     blocks = ["\n".join(notes)]
@@ -242,7 +216,7 @@ def to_terraform(plan: Plan) -> str:
     )))
     blocks.append(_resource("google_iam_workload_identity_pool", "bitbucket", *_attrs(
         ("project", project),
-        ("workload_identity_pool_id", hcl_string(pv.pool_id)),
+        ("workload_identity_pool_id", hcl_string(pv.names.pool_id)),
         ("depends_on", "[google_project_service.bitbucket]"),
     )))
     blocks.append(_resource(
@@ -250,7 +224,7 @@ def to_terraform(plan: Plan) -> str:
         *_attrs(
             ("project", project),
             ("workload_identity_pool_id", "google_iam_workload_identity_pool.bitbucket.workload_identity_pool_id"),
-            ("workload_identity_pool_provider_id", hcl_string(pv.provider_id)),
+            ("workload_identity_pool_provider_id", hcl_string(pv.names.provider_id)),
             ("attribute_condition", hcl_string(pv.attribute_condition)),
         ),
         "attribute_mapping = {",

@@ -1,60 +1,219 @@
-"""HTTP for google-auth: explicit timeouts, extra headers and classified retries.
+"""HTTP for every call the pipe makes (Google STS, IAM Credentials, the registry's challenge, token service and
+manifests), as google-auth's Request: bounded, quiet about secrets, never redirected, and retried when transient.
 
-google-auth makes a single attempt on STS and IAM Credentials, so one dropped connection would
-fail a whole deployment. Retry what is transient (connection errors, timeouts, 408, 429, 5xx)
-with capped, jittered exponential backoff; return everything else at once so the caller can
-explain it.
+- Bounded: one exchange, from connecting to the answer's last byte, has one deadline (REQUEST_TIMEOUT, and never past
+  the retry budget); a watchdog shuts the socket at the deadline, so a server dripping a byte at a time cannot hold
+  the step. An answer's body is capped before and after decompression, and its headers in number and size.
+- Quiet: every credential the pipe sends (a bearer token, Basic credentials, a subject token) and every token an
+  answer carries is registered for redaction before anything can print it.
+- Never redirected: Google's endpoints and token services do not redirect these calls; following one would re-send
+  the token past every host check.
+- No proxy for plain http (loopback emulators and registries): a proxy would see the token in clear. https goes
+  through HTTPS_PROXY as usual, inside a CONNECT tunnel.
+- Retried: google-auth makes a single attempt; what pipe.retry calls transient is tried again within the budget.
 """
 
+import base64
 import logging
-import random
 import re
+import socket
+import threading
 import time
-from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 import requests
+import urllib3
 from google.auth import exceptions
 from google.auth.transport import requests as google_requests
 
-from pipe import urls
+from pipe import redact, retry, untrusted, urls
 from pipe.errors import PipeError
 
 log = logging.getLogger("pipe")
 
-RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
-# Failures where a second try can succeed. An SSLError is a ConnectionError too, but a bad
-# certificate stays bad; an invalid URL or a missing CA bundle is raised at once as well.
-_TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError)
-_PERMANENT = (requests.exceptions.SSLError,)
+MAX_BODY = untrusted.MAX_JSON  # bytes of an answer, on the wire and decoded
+MAX_HEADERS = 100  # http.client's own cap, which refuses a 101st header line
+MAX_HEADER_BYTES = 16 * 1024  # CHOSEN: Google's and registries' answers carry about 1 KB of headers
+_TOKEN_FIELDS = ("access_token", "accessToken", "token", "id_token", "idToken", "refresh_token", "subject_token", "actor_token")
+_MIN_TOKEN = 16  # shorter values are not tokens (and an answer must not make ordinary words redacted)
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5  # total tries per call
-    budget: float = 60.0  # seconds, across all tries of one call, pauses included
-    base: float = 0.5
-    cap: float = 8.0  # longest pause, also for a server's Retry-After
-    timeout: float = 20.0  # per request (connect and read)
-    throttled: float = 2.0  # shortest pause after a 429 without Retry-After: STS says "retry after a few seconds"
+class Refused(exceptions.TransportError):
+    """An answer the pipe will not read (too large, too many headers): permanent, explained in one line."""
 
-    def delay(self, attempt: int, retry_after: str | None, status: int | None = None) -> float:
-        """The pause after failed try number `attempt` (1-based)."""
-        # Retry-After in seconds only (ASCII digits: '²'.isdigit() is True but float('²') fails);
-        # the HTTP-date form is rare on Google APIs and falls back to backoff.
-        if retry_after and re.fullmatch(r"[0-9]{1,6}", retry_after.strip()):
-            return min(float(retry_after), self.cap)
-        pause = random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))  # full jitter
-        return max(pause, self.throttled) if status == 429 else pause
 
+class Dropped(exceptions.TransportError):
+    """The exchange broke off (a reset, a refused connection, an answer cut short): transient."""
+
+
+class TimedOut(Dropped):
+    """No complete answer within the exchange's deadline: transient."""
+
+
+# --- the deadline ---------------------------------------------------------------------------------
+
+_current = threading.local()
+
+
+class _Deadline:
+    """Shuts every socket of one exchange when its time is up, waking whatever read or write waits on it."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.expired = False
+        self._sockets: list = []
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self):
+        _current.deadline = self
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._timer.cancel()
+        _current.deadline = None
+
+    def watch(self, sock) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            if self.expired:
+                _shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for sock in self._sockets:
+                _shut(sock)
+
+
+def _shut(sock) -> None:
+    try:  # the plain socket's shutdown, also for TLS: it only ends the fd's traffic, whatever thread reads it
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _watch(sock) -> None:
+    deadline = getattr(_current, "deadline", None)
+    if deadline is not None and sock is not None:
+        deadline.watch(sock)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def connect(self):
+        super().connect()
+        _watch(self.sock)
+
+    def request(self, *args, **kwargs):
+        _watch(self.sock)  # a kept-alive connection, reused for this exchange
+        return super().request(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def connect(self):
+        super().connect()
+        _watch(self.sock)
+
+    def request(self, *args, **kwargs):
+        _watch(self.sock)
+        return super().request(*args, **kwargs)
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, with connections the exchange's deadline can shut (proxied ones too)."""
+
+    _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+    def init_poolmanager(self, *args, **kwargs):
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = self._POOLS
+
+    def proxy_manager_for(self, proxy, **kwargs):
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        manager.pool_classes_by_scheme = self._POOLS
+        return manager
+
+
+def _session(trust_env: bool) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = trust_env  # False: no proxies (nor .netrc) from the environment
+    for scheme in ("http://", "https://"):
+        session.mount(scheme, _Adapter())
+    return session
+
+
+# --- answers ----------------------------------------------------------------------------------------
+
+class Answer:
+    """An answer read whole within the caps: what google-auth's transport.Response offers."""
+
+    def __init__(self, status: int, headers, data: bytes):
+        self.status, self.headers, self.data = status, headers, data
+
+
+def _read(response: requests.Response, what: str) -> Answer:
+    headers = response.headers
+    if len(headers) > MAX_HEADERS or sum(len(k) + len(v) for k, v in headers.items()) > MAX_HEADER_BYTES:
+        raise Refused(f"{what} answered with {len(headers)} headers of {sum(len(k) + len(v) for k, v in headers.items())} "
+                      f"bytes, more than any real answer ({MAX_HEADERS} headers, {MAX_HEADER_BYTES // 1024} KB)")
+    raw, chunks, size = response.raw, [], 0
+    for chunk in raw.stream(16 * 1024, decode_content=True):
+        size += len(chunk)
+        if size > MAX_BODY or raw.tell() > MAX_BODY:  # decoded, and as sent (before decompression)
+            raise Refused(f"{what} sent an answer of more than {MAX_BODY // 1024} KB, far more than any real answer")
+        chunks.append(chunk)
+    return Answer(response.status_code, headers, b"".join(chunks))
+
+
+def register_secrets(data: bytes | str | None) -> None:
+    """The tokens a JSON body or a form carries, known to redaction before anything can print them."""
+    if not data:
+        return
+    text = data.decode("utf-8", "replace") if isinstance(data, bytes) else data
+    fields = untrusted.json_or_none(text) or {}
+    if not fields and "=" in text[:untrusted.MAX_JSON]:
+        fields = dict(parse_qsl(text[:untrusted.MAX_JSON]))
+    for name in _TOKEN_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, str) and len(value) >= _MIN_TOKEN and not any(c.isspace() for c in value):
+            redact.add_secret(value)
+
+
+def _register_credentials(headers: dict) -> None:
+    for name, value in headers.items():
+        if name.lower() != "authorization" or not isinstance(value, str):
+            continue
+        scheme, _, credential = value.partition(" ")
+        if scheme.lower() == "basic":
+            try:
+                credential = base64.b64decode(credential).decode().partition(":")[2]
+            except ValueError:
+                pass
+        redact.add_secret(credential)
+
+
+# --- the transport -----------------------------------------------------------------------------------
 
 def describe(url: str) -> str:
+    """What a URL is, in the user's terms."""
     if url.endswith("/v1/token"):
         return "Google STS token exchange"
     if ":generateAccessToken" in url:
         return "IAM Credentials generateAccessToken"
     if ":generateIdToken" in url:
         return "IAM Credentials generateIdToken"
-    return url.split("?")[0]
+    parsed = urls.parse(url)
+    return f"the registry at {parsed.netloc}" if parsed else "the registry"
 
 
 def _setting(url: str) -> str:
@@ -66,56 +225,80 @@ def _setting(url: str) -> str:
     return "IMAGE or REGISTRIES"
 
 
-def refuse_redirect(url: str, response) -> None:
-    """Google's endpoints never redirect these calls; following one would re-send the token (and the step
-    token in a re-POSTed STS form) to wherever the Location header points, past every host check."""
-    location = urls.parse(response.headers.get("Location") or "")
+def refuse_redirect(url: str, answer: Answer) -> None:
+    location = urls.parse(answer.headers.get("Location") or "")
     target = location.netloc if location else "an address the pipe will not read"
     raise PipeError(
-        f"{describe(url)} answered with a redirect (HTTP {response.status}) to {target}: the pipe never follows "
+        f"{describe(url)} answered with a redirect (HTTP {answer.status}) to {target}: the pipe never follows "
         f"redirects with a token; set {_setting(url)} to the final address if you trust it."
     )
 
 
-class Transport(google_requests.Request):
-    def __init__(self, policy: RetryPolicy | None = None, headers: dict | None = None, sleep=time.sleep,
-                 clock=time.monotonic):
-        super().__init__()
-        self.policy = policy or RetryPolicy()
-        self.headers = headers or {}
-        self.sleep = sleep
-        self.clock = clock
+_TRANSIENT = (requests.exceptions.ConnectionError, requests.exceptions.Timeout, requests.exceptions.ChunkedEncodingError)
+_PERMANENT = (requests.exceptions.SSLError, requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader)
 
-    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs):
-        policy = self.policy
+
+class Transport(google_requests.Request):
+    def __init__(self, policy: retry.RetryPolicy | None = None, headers: dict | None = None, sleep=time.sleep,
+                 clock=time.monotonic):
+        self.policy = policy or retry.RetryPolicy()
+        self.headers = headers or {}
+        self.sleep, self.clock = sleep, clock
+        self._proxied, self._direct = _session(trust_env=True), _session(trust_env=False)
+        super().__init__(self._proxied)
+
+    def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs) -> Answer:
         headers = {**(headers or {}), **self.headers}
-        deadline = self.clock() + policy.budget
-        attempts = max(1, policy.attempts)  # always one try, whatever RETRY_MAX_ATTEMPTS says
-        for attempt in range(1, attempts + 1):
-            response, error, retry_after = None, None, None
-            # Never wait on one request past the budget; the 0.1 s floor keeps the last try meaningful.
-            request_timeout = max(0.1, min(policy.timeout, deadline - self.clock()))
+        _register_credentials(headers)
+        register_secrets(body)
+        tries = retry.Attempts(self.policy, describe(url), self.clock, self.sleep)
+        for attempt in tries:
+            seconds = max(0.1, min(self.policy.timeout, tries.remaining()))  # the last try still gets a moment
             try:
-                response = super().__call__(url, method=method, body=body, headers=headers, timeout=request_timeout,
-                                            allow_redirects=False, **kwargs)
-            except exceptions.TransportError as caught:
-                cause = caught.__cause__
-                if not isinstance(cause, _TRANSIENT) or isinstance(cause, _PERMANENT):
-                    raise
-                error = caught
-                problem = "timed out" if isinstance(cause, requests.exceptions.Timeout) else "connection failed"
-                problem = f"{problem} ({type(cause).__name__})"
-            else:
-                if 300 <= response.status < 400:
-                    refuse_redirect(url, response)
-                if response.status not in RETRYABLE_STATUS:
-                    return response
-                problem, retry_after = f"HTTP {response.status}", response.headers.get("Retry-After")
-            pause = policy.delay(attempt, retry_after, response.status if response is not None else None)
-            if attempt == attempts or self.clock() + pause >= deadline:
-                if response is not None:
-                    return response  # the caller explains Google's final answer
-                raise error
-            log.warning(f"{describe(url)}: {problem}, retrying in {pause:.1f}s (attempt {attempt + 1} of {attempts})")
-            self.sleep(pause)
+                answer = self._exchange(url, method, body, headers, seconds)
+            except Dropped as error:  # permanent failures (TLS, caps, a bad URL) are raised at once
+                if tries.again(attempt, str(error), retry.NETWORK):
+                    continue
+                raise
+            if 300 <= answer.status < 400:
+                refuse_redirect(url, answer)
+            kind = retry.of_status(answer.status)
+            if kind is None or not tries.again(attempt, f"HTTP {answer.status}", kind, answer.headers.get("Retry-After")):
+                return answer  # the caller explains Google's final answer
         raise AssertionError("unreachable")
+
+    def _exchange(self, url: str, method: str, body, headers: dict, seconds: float) -> Answer:
+        parsed = urls.parse(url)
+        session = self._direct if parsed is None or parsed.scheme == "http" else self._proxied
+        what = describe(url)
+        with _Deadline(seconds) as deadline:
+            try:
+                response = session.request(method, url, data=body, headers=headers, timeout=seconds, stream=True,
+                                           allow_redirects=False)
+                try:
+                    answer = _read(response, what)
+                finally:
+                    response.close()
+            except exceptions.TransportError:
+                raise
+            except requests.exceptions.RequestException as error:
+                if deadline.expired:
+                    raise TimedOut(f"timed out: no complete answer within {seconds:.3g}s") from None
+                if isinstance(error, _PERMANENT) or not isinstance(error, _TRANSIENT):
+                    raise exceptions.TransportError(_reason(error)) from error
+                problem = "timed out" if isinstance(error, requests.exceptions.Timeout) else "connection failed"
+                raise Dropped(f"{problem} ({type(error).__name__})") from error
+            except (OSError, urllib3.exceptions.HTTPError) as error:  # a socket shut mid-read by the deadline, or a broken answer
+                if deadline.expired:
+                    raise TimedOut(f"timed out: no complete answer within {seconds:.3g}s") from None
+                raise Dropped(f"connection failed ({type(error).__name__})") from error
+        register_secrets(answer.data)
+        return answer
+
+
+_USERINFO = re.compile(r"(?<=//)[^/@\s]{0,256}@")
+
+
+def _reason(error: Exception) -> str:
+    """A requests error in one line: bounded, any URL's user info (a proxy's password) removed, secrets redacted."""
+    return redact.redact(_USERINFO.sub("", " ".join(untrusted.text(str(error), 1024).split())))

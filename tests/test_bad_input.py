@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pipe.main import main
-from pipe.parsers import PROVIDER_SHAPE
+from pipe.provider import SHAPE as PROVIDER_SHAPE
 from tests.support.figures import probe, record
 
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"

@@ -3,7 +3,7 @@ Google emulator. Every run is also scanned for leaked tokens (harness.Stack.run_
 
 import pytest
 
-from pipe import gcloud
+from pipe import service_accounts
 from tests.conftest import APP_IMAGE, OTHER_IMAGE
 from tests.support.emulator import AR_READER, WORKLOAD_IDENTITY_USER
 
@@ -116,7 +116,7 @@ def test_service_account_without_workload_identity_user(live_stack, world, clone
     run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=sa.email), step_token(world))
     assert run.exit_code == 1
     assert f"may not impersonate {sa.email}" in run.stdout
-    assert f"add-iam-policy-binding {gcloud.service_account_name(sa.email)} --role=roles/iam.workloadIdentityUser" in run.stdout
+    assert f"add-iam-policy-binding {service_accounts.resource_name(sa.email)} --role=roles/iam.workloadIdentityUser" in run.stdout
     assert f"attribute.repository_uuid/{world.labels['repository_uuid']}" in run.stdout
 
 
@@ -193,7 +193,7 @@ def test_doctor_names_each_broken_stage_with_its_fix(live_stack, world, clone):
     run = live_stack.run_pipe(clone, variables(world, ACTION="doctor", SERVICE_ACCOUNT=sa.email, IMAGE=APP_IMAGE),
                               step_token(world))
     assert run.exit_code == 1
-    assert "✖" in run.stdout and f"add-iam-policy-binding {gcloud.service_account_name(sa.email)} --role=roles/iam.workloadIdentityUser" in run.stdout
+    assert "✖" in run.stdout and f"add-iam-policy-binding {service_accounts.resource_name(sa.email)} --role=roles/iam.workloadIdentityUser" in run.stdout
     assert "doctor found problems" in run.stdout
 
 

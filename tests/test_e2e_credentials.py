@@ -61,7 +61,7 @@ def test_export_credentials_for_google_clients_and_docker_push(live_stack, world
 
     env = dict(line.removeprefix("export ").split("=", 1) for line in (directory / "env").read_text().splitlines())
     assert env["GOOGLE_APPLICATION_CREDENTIALS"].strip("'") == str(directory / "credentials.json")
-    assert env["GOOGLE_CLOUD_PROJECT"] == "'acme-ci'"
+    assert env["GOOGLE_CLOUD_PROJECT"] == "acme-ci"  # quoted only where the shell needs it (shlex.quote)
 
     # The docker CLI, pointed at the exported config, pushes to the emulated Artifact Registry.
     pushed = "127.0.0.1:5000/acme-ci/private/app:pushed-by-cli"

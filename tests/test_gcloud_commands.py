@@ -60,7 +60,7 @@ def refusal_commands() -> list[str]:
     lines = []
     for value in ("projects/my-project/locations/global/workloadIdentityPools/bitbucket/providers/acme",):
         try:
-            parsers.provider("WORKLOAD_IDENTITY_PROVIDER", value)
+            parsers.workload_identity_provider("WORKLOAD_IDENTITY_PROVIDER", value)
         except PipeError as error:
             lines.append(error.message)
     return [c for line in lines for c in re.findall(r"`(gcloud [^`]+)`", line)]

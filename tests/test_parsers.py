@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from pipe import parsers
+from pipe import parsers, provider, service_accounts, shown, untrusted
 from pipe.errors import PipeError
 from tests.support.figures import probe
 
@@ -13,7 +13,7 @@ NAME = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/pro
 
 @pytest.mark.parametrize("value", [NAME, "//iam.googleapis.com/" + NAME, "https://iam.googleapis.com/" + NAME, f"  {NAME}\n"])
 def test_provider_accepts_the_resource_name_and_its_prefixed_forms(value):
-    provider = parsers.provider("WORKLOAD_IDENTITY_PROVIDER", value)
+    provider = parsers.workload_identity_provider("WORKLOAD_IDENTITY_PROVIDER", value)
     assert provider == parsers.Provider("123456789012", "bb-pool", "bb-provider")
     assert provider.audience == "//iam.googleapis.com/" + NAME
 
@@ -29,9 +29,9 @@ def test_provider_accepts_the_resource_name_and_its_prefixed_forms(value):
 )
 def test_provider_rejects_other_shapes_with_the_expected_one(value, hint):
     with pytest.raises(PipeError) as error:
-        parsers.provider("WORKLOAD_IDENTITY_PROVIDER", value)
+        parsers.workload_identity_provider("WORKLOAD_IDENTITY_PROVIDER", value)
     assert hint in error.value.message
-    assert parsers.PROVIDER_SHAPE in error.value.message
+    assert provider.SHAPE in error.value.message
 
 
 @pytest.mark.parametrize(
@@ -106,8 +106,8 @@ def test_env_entries_set_or_forward_values():
 
 def test_service_account_and_its_project():
     assert parsers.service_account("SERVICE_ACCOUNT", "puller@my-proj.iam.gserviceaccount.com") == "puller@my-proj.iam.gserviceaccount.com"
-    assert parsers.project_of("puller@my-proj.iam.gserviceaccount.com") == "my-proj"
-    assert parsers.project_of("123-compute@developer.gserviceaccount.com") is None
+    assert service_accounts.project_id("puller@my-proj.iam.gserviceaccount.com") == "my-proj"
+    assert service_accounts.project_id("123-compute@developer.gserviceaccount.com") is None
     with pytest.raises(PipeError, match="service account e-mail"):
         parsers.service_account("SERVICE_ACCOUNT", "puller")
 
@@ -123,14 +123,14 @@ def test_durations():
 # --- echoing values: bounded, one line, never a secret -----------------------------------------------
 
 def test_echo_quotes_short_values_and_escapes_control_characters():
-    assert parsers.echo("deploy") == "'deploy'"
-    assert parsers.echo("a\nb\x1b[31m\u202e") == "'a\\nb\\x1b[31m\\u202e'"
+    assert shown.echo("deploy") == "'deploy'"
+    assert shown.echo("a\nb\x1b[31m\u202e") == "'a\\nb\\x1b[31m\\u202e'"
 
 
 def test_echo_shows_the_first_80_characters_of_a_long_value():
     with probe("100 KB value echoed"):
-        shown = parsers.echo("a" * 100_000)
-        assert shown == repr("a" * 80) + "… (100000 characters)"
+        echoed = shown.echo("a" * 100_000)
+        assert echoed == repr("a" * 80) + "… (100000 characters)"
 
 
 @pytest.mark.parametrize("secret", [
@@ -154,12 +154,12 @@ def test_key_and_token_shapes_are_hidden(secret):
     "Deployer@my-project.iam.gserviceaccount.com",
 ])
 def test_names_paths_and_digests_are_not_mistaken_for_secrets(value):
-    assert not parsers.looks_secret(value)
+    assert not shown.looks_secret(value)
 
 
 def test_printable_escapes_and_bounds():
-    assert parsers.printable("ok\x1b[2J", 80) == "ok\\x1b[2J"
-    assert parsers.printable("x" * 300, 256) == "x" * 256 + "…"
+    assert shown.clipped("ok\x1b[2J", 80) == "ok\\x1b[2J"
+    assert shown.clipped("x" * 300, 256) == "x" * 256 + "…"
 
 
 # --- lists, URLs, hosts and audiences ------------------------------------------------------------------
@@ -170,10 +170,24 @@ def test_list_counts_are_bounded_without_int_errors(count):
         parsers.string_list("ENV", {"ENV_COUNT": count})
 
 
-def test_comma_lists_are_bounded_too():
-    assert len(parsers.string_list("ENV", {"ENV": ",".join(["A=1"] * 1000)})) == 1000
+def test_lists_in_one_string_are_bounded_too():
+    assert len(parsers.string_list("ENV", {"ENV": "\n".join(["A=1"] * 1000)})) == 1000
     with pytest.raises(PipeError, match="ENV has 1001 items"):
-        parsers.string_list("ENV", {"ENV": ",".join(["A=1"] * 1001)})
+        parsers.string_list("ENV", {"ENV": "\n".join(["A=1"] * 1001)})
+    with pytest.raises(PipeError, match="REGISTRIES has 1001 items"):
+        parsers.string_list("REGISTRIES", {"REGISTRIES": ",".join(["r.example"] * 1001)})
+
+
+@pytest.mark.parametrize("name", parsers.LINES_ONLY)
+def test_values_with_commas_stay_whole_where_values_hold_commas(name):
+    """ENV: "URLS=a,b" and COMMAND: "--only=a,b" are one item each; a line break separates items."""
+    assert parsers.string_list(name, {name: "URLS=a,b"}) == ["URLS=a,b"]
+    assert parsers.string_list(name, {name: "A=1,2\nB=3"}) == ["A=1,2", "B=3"]
+
+
+def test_registries_scopes_and_delegates_split_on_commas():
+    for name in ("REGISTRIES", "ACCESS_TOKEN_SCOPES", "DELEGATES"):
+        assert parsers.string_list(name, {name: "a, b\nc"}) == ["a", "b", "c"]
 
 
 @pytest.mark.parametrize("value, why", [
@@ -251,7 +265,7 @@ def test_env_names_that_could_be_secrets_are_not_repeated():
 
 HOSTILE = {"run": "a" * 100_000, "dashes": "a-" * 50_000 + "!", "dots": "a." * 50_000 + "!", "slashes": "a/" * 50_000 + "!",
            "scheme": "https://" + "a." * 50_000, "schemes": "a://" * 30_000, "digits": "1" * 100_000, "colons": "a:" * 50_000}
-PARSERS = [("WORKLOAD_IDENTITY_PROVIDER", parsers.provider), ("SERVICE_ACCOUNT", parsers.service_account), ("PROJECT_ID", parsers.project_id),
+PARSERS = [("WORKLOAD_IDENTITY_PROVIDER", parsers.workload_identity_provider), ("SERVICE_ACCOUNT", parsers.service_account), ("PROJECT_ID", parsers.project_id),
            ("IMAGE", parsers.image), ("REGISTRIES", parsers.registry_host), ("STS_ENDPOINT", parsers.endpoint),
            ("UNIVERSE_DOMAIN", parsers.universe_domain), ("ACCESS_TOKEN_SCOPES", parsers.scope), ("REQUEST_REASON", parsers.header_value),
            ("ID_TOKEN_AUDIENCE", parsers.id_token_audience), ("DEBUG", parsers.boolean)]
@@ -274,5 +288,5 @@ def test_json_depth_is_linear_on_hostile_text(text):
     """The depth check stands in front of json.loads for config files and token payloads: it must not backtrack."""
     with probe(f"json depth of {text[:6]!r}…"):
         started = time.monotonic()
-        parsers.json_depth(text)
+        untrusted.json_depth(text)
         assert time.monotonic() - started < 1

@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipe import config_file, oidc, parsers, urls
+from pipe import oidc, parsers, service_accounts, shown, untrusted, urls, user_cred_config
 from pipe.errors import PipeError
 from tests.test_bad_input import gcloud_config, jwt
 
@@ -83,7 +83,7 @@ def returns_or_pipe_error(parse, *args):
 @example("²")  # and str.isdigit() let int() fail
 def test_text_parsers_return_or_raise_pipe_error(value):
     for name, parse in [
-        ("WORKLOAD_IDENTITY_PROVIDER", parsers.provider),
+        ("WORKLOAD_IDENTITY_PROVIDER", parsers.workload_identity_provider),
         ("SERVICE_ACCOUNT", parsers.service_account),
         ("PROJECT_ID", parsers.project_id),
         ("IMAGE", parsers.image),
@@ -131,7 +131,7 @@ def test_string_list_on_any_environment(env):
 @given(NUMBER, ID, ID, st.sampled_from(["", "//iam.googleapis.com/", "https://iam.googleapis.com/"]), st.sampled_from(["", " ", "\n"]))
 def test_a_valid_provider_parses_to_its_parts(number, pool, provider_id, prefix, padding):
     name = f"projects/{number}/locations/global/workloadIdentityPools/{pool}/providers/{provider_id}"
-    parsed = parsers.provider("WORKLOAD_IDENTITY_PROVIDER", padding + prefix + name + padding)
+    parsed = parsers.workload_identity_provider("WORKLOAD_IDENTITY_PROVIDER", padding + prefix + name + padding)
     assert parsed == parsers.Provider(number, pool, provider_id)
     assert parsed.name == name and parsed.audience == "//iam.googleapis.com/" + name
 
@@ -161,7 +161,7 @@ def test_a_valid_image_keeps_its_repository_tag_and_digest(host, components, tag
 def test_a_valid_service_account_and_project_are_kept(account, project):
     email = f"{account}@{project}.iam.gserviceaccount.com"
     assert parsers.service_account("SERVICE_ACCOUNT", f" {email} ") == email
-    assert parsers.project_of(email) == project
+    assert service_accounts.project_id(email) == project
     assert parsers.project_id("PROJECT_ID", project) == project
 
 
@@ -217,7 +217,8 @@ def test_booleans_in_any_case(word, data):
 def test_lists_round_trip_in_both_forms(items):
     counted = {"ENV_COUNT": str(len(items)), **{f"ENV_{i}": item for i, item in enumerate(items)}}
     assert parsers.string_list("ENV", counted) == items
-    assert parsers.string_list("ENV", {"ENV": ",".join(items)}) == items
+    assert parsers.string_list("ENV", {"ENV": "\n".join(items)}) == items
+    assert parsers.string_list("REGISTRIES", {"REGISTRIES": ",".join(items)}) == items
 
 
 @FAST
@@ -270,9 +271,9 @@ def test_an_accepted_id_token_audience_is_a_url_or_client_id(value):
 @FAST
 @given(st.one_of(TEXT, st.text(min_size=81, max_size=400)))
 def test_an_echoed_value_is_one_short_printable_piece(value):
-    shown = parsers.echo(value)
-    assert shown.isprintable() and len(shown) < 900
-    assert shown == "(hidden)" or repr(value[: parsers.ECHO_LIMIT]) in shown
+    echoed = shown.echo(value)
+    assert echoed.isprintable() and len(echoed) < 900
+    assert echoed == "(hidden)" or repr(value[: shown.ECHO_LIMIT]) in echoed
 
 
 BASE64_KEY = st.binary(min_size=24, max_size=300).map(lambda b: base64.b64encode(b).decode().rstrip("="))
@@ -312,7 +313,7 @@ def test_any_token_payload_is_read_or_refused_in_one_line_and_never_breaks_a_mes
     assert all(isinstance(a, str) and a.isprintable() for a in step.audiences)
     for name in ("aud", "exp", "iat", "iss", "sub", "branchName", "missing"):
         text = step.claim(name)
-        assert isinstance(text, str) and text.isprintable() and len(text) <= oidc.CLAIM_LIMIT + 1
+        assert isinstance(text, str) and text.isprintable() and len(text) <= shown.CLAIM_LIMIT + 1
 
 
 @FAST
@@ -339,12 +340,13 @@ FIELDS = st.sampled_from(sorted(gcloud_config()) + ["token_info_url", "service_a
 def test_a_config_file_with_any_field_values_is_read_or_refused_in_one_line(changes):
     text = json.dumps(gcloud_config(**changes))
     try:
-        settings = config_file.load(text, Path("/nonexistent"))
+        settings = user_cred_config.load(text, Path("/nonexistent"))
     except PipeError as error:
-        assert error.message.startswith(config_file.NAME) and error.message.isprintable() and len(error.message) < MAX_LINE
+        assert error.message.startswith(user_cred_config.NAME) and error.message.isprintable() and len(error.message) < MAX_LINE
         return
     # Accepted: every value is one the variables' own parsers take unchanged.
-    for variable, parse in (("WORKLOAD_IDENTITY_PROVIDER", lambda n, v: parsers.provider(n, v).name), ("SERVICE_ACCOUNT", parsers.service_account),
+    for variable, parse in (("WORKLOAD_IDENTITY_PROVIDER", lambda n, v: parsers.workload_identity_provider(n, v).name),
+                           ("SERVICE_ACCOUNT", parsers.service_account),
                             ("STS_ENDPOINT", parsers.endpoint), ("IAM_CREDENTIALS_ENDPOINT", parsers.endpoint),
                             ("UNIVERSE_DOMAIN", parsers.universe_domain)):
         if variable in settings.variables:
@@ -357,9 +359,9 @@ def test_any_bytes_as_a_config_file_are_read_or_refused_in_one_line(tmp_path_fac
     directory = tmp_path_factory.mktemp("clone")
     (directory / "cred.json").write_bytes(data)
     try:
-        config_file.load("cred.json", directory)
+        user_cred_config.load("cred.json", directory)
     except PipeError as error:
-        assert error.message.startswith(config_file.NAME) and error.message.isprintable()
+        assert error.message.startswith(user_cred_config.NAME) and error.message.isprintable()
 
 
 def nesting(value) -> int:
@@ -374,4 +376,4 @@ def nesting(value) -> int:
 @given(JSON, st.booleans())
 @example(["]]]", {"b": '\\"[['}], False)
 def test_json_depth_counts_what_json_would_nest(value, indent):
-    assert parsers.json_depth(json.dumps(value, indent=2 if indent else None)) == nesting(value)
+    assert untrusted.json_depth(json.dumps(value, indent=2 if indent else None)) == nesting(value)

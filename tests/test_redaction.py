@@ -2,7 +2,6 @@
 container's output; secrets in their encodings and split across lines; control characters from inputs."""
 
 import base64
-import functools
 import io
 import itertools
 import json
@@ -19,11 +18,12 @@ from bitbucket_pipes_toolkit import Pipe
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pipe import redact
+from pipe import logs, redact, shown
 from pipe.main import main
 from tests.support.emulator import typical_world
 from tests.support.emulator.tokens import new_access_token
 from tests.support.figures import probe, record
+from tests.support.leaks import URL_SAFE, leaks
 
 # Real shapes: an RS256 step token from the emulator's issuer, header/payload/signature with '-' and
 # '_', an unsigned JWT, and access tokens as Google issues them (dots and dashes inside).
@@ -63,7 +63,7 @@ def test_token_shapes_are_redacted(token):
 @pytest.mark.parametrize("text", ORDINARY)
 def test_ordinary_text_is_left_alone(text):
     """With the secrets below known: no false positives in logs, ✔/✖ lines or the run container's output."""
-    assert redact.redact(text) == text and redact.printable(text) == text
+    assert redact.redact(text) == text and shown.line(text) == text
     assert stream(text.encode(), list(range(0, len(text), 3))) == text.encode()
 
 
@@ -75,7 +75,7 @@ def test_known_secrets_are_redacted_whatever_their_shape():
 
 @pytest.fixture
 def output(monkeypatch):
-    """A root handler as the toolkit installs one, with the filter from redact.install(); root at DEBUG."""
+    """A root handler as the toolkit installs one, with the filter from logs.install(); root at DEBUG."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
@@ -83,7 +83,7 @@ def output(monkeypatch):
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)  # setLevel, not an attribute: it clears the loggers' isEnabledFor caches
     monkeypatch.setattr(logging.getLogger("google"), "propagate", True)  # google-auth turns it off when unconfigured
-    redact.install()
+    logs.install()
     yield stream
     root.removeHandler(handler)
     root.setLevel(level)
@@ -120,7 +120,7 @@ def test_structured_extras_are_redacted(output):
     probe = logging.Handler()
     probe.emit = captured.append
     logging.getLogger().addHandler(probe)
-    redact.install()
+    logs.install()
     try:
         logging.getLogger("google.auth.transport.requests").debug(
             "Making request...",
@@ -138,10 +138,10 @@ def test_a_library_record_with_bad_arguments_does_not_raise(output):
 
 
 def test_install_twice_adds_one_filter_per_handler(output):
-    redact.install()
-    redact.install()
+    logs.install()
+    logs.install()
     for handler in logging.getLogger().handlers:
-        assert sum(isinstance(f, redact.RedactingFilter) for f in handler.filters) == 1
+        assert sum(isinstance(f, logs.RedactingFilter) for f in handler.filters) == 1
 
 
 def test_error_lines_are_redacted(capsys):
@@ -163,30 +163,6 @@ SHORTEST = secrets.token_urlsafe(6)
 SECRETS = [STEP_TOKEN, ACCESS_TOKEN, OPAQUE, SHORTEST]
 for _secret in SECRETS:
     redact.add_secret(_secret)
-
-URL_SAFE = str.maketrans("+/", "-_")
-SEPARATORS = re.compile(r"\s|\\[nrt]")
-LEAK = 16  # a split inside a secret's first 12 characters may leave the ones before it
-
-
-@functools.cache
-def stretches(secret: str) -> frozenset[str]:
-    """Every LEAK characters of the secret, and of each part of base64(anything + secret + anything) the secret alone
-    decides (found by encoding it between two different neighbours), in both alphabets."""
-    raw, forms = secret.encode(), [secret]
-    for offset in range(3):
-        zeros = base64.b64encode(bytes(offset) + raw + bytes(2)).decode()
-        ones = base64.b64encode(b"\xff" * offset + raw + b"\xff" * 2).decode()
-        core = max("".join(a if a == b else " " for a, b in zip(zeros, ones, strict=True)).split(), key=len)
-        forms += [core, core.translate(URL_SAFE)]
-    return frozenset(form[i:i + LEAK] for form in forms for i in range(len(form) - LEAK + 1))
-
-
-def leaks(output: str, secret: str) -> bool:
-    """Does the output show LEAK characters of the secret or of its base64, once separators are taken out?"""
-    joined = SEPARATORS.sub("", output)
-    return any(joined[i:i + LEAK] in stretches(secret) for i in range(len(joined) - LEAK + 1))
-
 
 def stream(data: bytes, cuts: list[int]) -> bytes:
     """The data through one StreamRedactor, in chunks cut at the given offsets."""
@@ -371,14 +347,14 @@ FORGED = "https://svc.run.app\n\x1b[32m✔ The script in us-docker.pkg.dev/p/r/i
 
 def test_printable_escapes_every_control_character():
     text = "a\nb\r\tc\x00\x1b[31md\x7f\x85\x9b\u2028\u2029\u202ee\u2066f\udcff"
-    assert redact.printable(text) == "a\\nb\\r\\tc\\x00\\x1b[31md\\x7f\\x85\\x9b\\u2028\\u2029\\u202ee\\u2066f\\udcff"
-    assert redact.printable(f"{STEP_TOKEN}\n") == "[redacted]\\n"
+    assert shown.line(text) == "a\\nb\\r\\tc\\x00\\x1b[31md\\x7f\\x85\\x9b\\u2028\\u2029\\u202ee\\u2066f\\udcff"
+    assert shown.line(f"{STEP_TOKEN}\n") == "[redacted]\\n"
 
 
 def test_an_input_cannot_forge_a_success_line(capsys):
     """ID_TOKEN_AUDIENCE with a line break and colours, printed in the ✔ line the way main prints it."""
     with probe("forged ✔ line from an input"):
-        Pipe.success(redact.printable(f"Minted an ID token for audience {FORGED}."))
+        Pipe.success(shown.line(f"Minted an ID token for audience {FORGED}."))
         out = capsys.readouterr().out
         assert out.count("\n") == 1 and out.count("\x1b") == 2 and "\r" not in out  # the toolkit's green and reset only
         assert out.startswith("\x1b[32m✔ Minted an ID token for audience https://svc.run.app\\n\\x1b[32m✔ The script")
@@ -393,7 +369,7 @@ def colored():
     root, level = logging.getLogger(), logging.getLogger().level
     root.addHandler(handler)
     root.setLevel(logging.DEBUG)
-    redact.install()
+    logs.install()
     yield stream
     root.removeHandler(handler)
     root.setLevel(level)

@@ -28,9 +28,9 @@ def plan_to_world(plan: setup_plan.Plan, issuer: Issuer) -> World:
     """Exactly what the rendered commands create: provider, SA binding, repository grant."""
     pv = plan.provider
     provider = Provider(
-        project_number=pv.project_number,
-        pool_id=pv.pool_id,
-        provider_id=pv.provider_id,
+        project_number=pv.names.project_number,
+        pool_id=pv.names.pool_id,
+        provider_id=pv.names.provider_id,
         issuer_uri=pv.issuer_uri,
         allowed_audiences=list(pv.allowed_audiences),
         attribute_mapping=pv.mapping,  # the emulator refuses keys Google would refuse
@@ -40,7 +40,7 @@ def plan_to_world(plan: setup_plan.Plan, issuer: Issuer) -> World:
     for binding in plan.service_account_bindings:
         account = world.service_account(binding.email)
         if account is None:
-            account = ServiceAccount(binding.email, pv.project_number)
+            account = ServiceAccount(binding.email, pv.names.project_number)
             world.service_accounts.append(account)
         account.grant(binding.role, binding.member)
     if plan.repository_grant:
@@ -104,7 +104,7 @@ def test_restriction_refuses_unknown_words_in_one_line():
 def test_plan_from_claims_and_variables():
     _, step, plan = plan_for()
     pv = plan.provider
-    assert (pv.project_number, pv.pool_id, pv.provider_id) == ("123456789012", "bitbucket", "acme")
+    assert (pv.names.project_number, pv.names.pool_id, pv.names.provider_id) == ("123456789012", "bitbucket", "acme")
     assert pv.issuer_uri == ISSUER.iss and pv.allowed_audiences == (ISSUER.default_audience,)
     assert pv.mapping == {
         "google.subject": "assertion.sub",
@@ -116,7 +116,7 @@ def test_plan_from_claims_and_variables():
     assert pv.attribute_condition == (
         f"assertion.workspaceUuid == '{ISSUER.workspace_uuid}' && assertion.repositoryUuid == '{REPO}'"
     )
-    member = f"principalSet://iam.googleapis.com/{pv.pool_name}/attribute.repository_uuid/{REPO}"
+    member = f"principalSet://iam.googleapis.com/{pv.names.pool_name}/attribute.repository_uuid/{REPO}"
     assert plan.member == member
     assert plan.service_account_bindings == (setup_plan.ServiceAccountBinding(SA, "roles/iam.workloadIdentityUser", member),)
     assert plan.repository_grant == setup_plan.RepositoryGrant(
@@ -135,18 +135,6 @@ def test_direct_federation_grants_the_repository_principal_set():
 def test_first_custom_audience_is_allowed():
     _, _, plan = plan_for(aud=["//iam.googleapis.com/" + PROVIDER, "https://other.example"])
     assert plan.provider.allowed_audiences == ("//iam.googleapis.com/" + PROVIDER,)
-
-
-@pytest.mark.parametrize("image, expected", [
-    ("europe-west2-docker.pkg.dev/p-1/tools/sub/app@sha256:" + "a" * 64, ("p-1", "europe-west2", "tools")),
-    ("gcr.io/acme-ci/app:1", ("acme-ci", "us", "gcr.io")),
-    ("eu.gcr.io/acme-ci/app:1", ("acme-ci", "europe", "eu.gcr.io")),
-    ("registry.example.com/team/app:1", None),
-])
-def test_artifact_registry_repository_of_an_image(image, expected):
-    from pipe import parsers
-
-    assert setup_plan.artifact_repository(parsers.image("IMAGE", image)) == expected
 
 
 def test_image_outside_artifact_registry_becomes_a_note():
@@ -189,7 +177,7 @@ def test_gcloud_and_terraform_render_the_same_plan():
     assert provider["attribute-condition"] == pv.attribute_condition
     assert provider["issuer-uri"] == pv.issuer_uri and provider["allowed-audiences"] == pv.allowed_audiences[0]
     assert dict(pair.split("=", 1) for pair in provider["attribute-mapping"].split(",")) == pv.mapping
-    assert f"{pv.pool_name}/providers/acme" in next(c for c in commands if "create-oidc" in c)
+    assert f"{pv.names.pool_name}/providers/acme" in next(c for c in commands if "create-oidc" in c)
     binding = next(c for c in commands if "service-accounts" in c)
     assert f"projects/acme-ci/serviceAccounts/{SA}" in binding
     assert flags(binding) == {"role": "roles/iam.workloadIdentityUser", "member": plan.member}

@@ -11,8 +11,9 @@ import time
 import pytest
 from google.auth import exceptions, identity_pool, impersonated_credentials
 
-from pipe.config_file import JWT
-from pipe.transport import RetryPolicy, Transport
+from pipe.retry import RetryPolicy
+from pipe.transport import Transport
+from pipe.user_cred_config import JWT
 from tests.support.emulator import CLOUD_PLATFORM
 
 
@@ -269,7 +270,7 @@ def test_the_registry_challenge_check_refuses_a_redirect(recorder, fake):
     try:
         with probe("registry /v2/ redirects"):
             with pytest.raises(PipeError, match="redirect"):
-                registry.check_token_service(host, (host,), transport(fake))
+                registry.token_service(host, (host,), transport(fake))
             assert recorder.received == []
     finally:
         redirecting.close()
@@ -297,11 +298,11 @@ def test_the_registry_token_service_must_be_allowed(fake, realm, also_allowed, a
         with probe(f"token service {realm or '(empty)'}"):
             challenge.server.RequestHandlerClass = _challenge_handler(f'Bearer realm="{realm.format(port=port)}",service="{host}"')
             if allowed:
-                found = registry.check_token_service(host, (host, *also_allowed), transport(fake))
-                assert found.realm == realm.format(port=port) and found.service == host
+                found = registry.token_service(host, (host, *also_allowed), transport(fake))
+                assert str(found.realm) == realm.format(port=port) and found.service == host
             else:
                 with pytest.raises(PipeError) as refused:
-                    registry.check_token_service(host, (host, *also_allowed), transport(fake))
+                    registry.token_service(host, (host, *also_allowed), transport(fake))
                 assert refused.value.message.startswith(f"{host} sends registry credentials to the token service")
                 assert "\n" not in refused.value.message
     finally:

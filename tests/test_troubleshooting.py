@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipe import config, diagnose, oidc
+from pipe import config, diagnose, oidc, parsers
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"
@@ -29,7 +29,8 @@ def iam(code, message, reason="", cfg=CFG):
 
 
 def registry(text):
-    return lambda: diagnose.registry_error(text, "us-docker.pkg.dev/p-1234/r/i:1", "serviceAccount:puller@my-proj.iam.gserviceaccount.com")
+    image = parsers.image("IMAGE", "us-docker.pkg.dev/p-1234/r/i:1")
+    return lambda: diagnose.pull_error(text, image, "serviceAccount:puller@my-proj.iam.gserviceaccount.com")
 
 
 # Google's answer as the README's first column starts it → how the pipe is fed that answer.

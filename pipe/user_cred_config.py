@@ -1,5 +1,6 @@
-"""GOOGLE_OIDC_CONFIG_FILE: a user's `external_account` credential configuration (what `gcloud iam
-workload-identity-pools create-cred-config` writes), read for the values the pipe's variables would carry.
+"""GOOGLE_OIDC_CONFIG_FILE: the credential configuration a user gives the pipe (the `external_account` file that
+`gcloud iam workload-identity-pools create-cred-config` writes), read for the values the pipe's variables would carry.
+The files the pipe writes itself are pipe.pipe_cred_config's.
 
 Every field is either honoured exactly or refused by name: a file the pipe would read differently from
 google-auth or gcloud (another project in the impersonation URL, a token URL with a trailing slash) fails
@@ -17,18 +18,16 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipe import parsers
+from pipe import parsers, provider, shown, untrusted
 from pipe.errors import PipeError
 
 NAME = "GOOGLE_OIDC_CONFIG_FILE"
-MAX_BYTES = 64 * 1024  # CHOSEN: gcloud's output is under 1 KB; the cap bounds reading and parsing
-MAX_DEPTH = 16  # CHOSEN: gcloud's output nests 3 levels
+MAX_BYTES = untrusted.MAX_JSON  # gcloud's output is under 1 KB
 JWT = "urn:ietf:params:oauth:token-type:jwt"
 ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
 MAX_LIFETIME = 43200  # 12 h, the most Google grants (with constraints/iam.allowServiceAccountCredentialLifetimeExtension)
 REGENERATE = "regenerate it with `gcloud iam workload-identity-pools create-cred-config`"
 _IMPERSONATION_RE = re.compile(r"(?P<root>.*?)/v1/projects/(?P<project>[^/]*)/serviceAccounts/(?P<sa>[^/]*):generateAccessToken")
-_SHORT_PATH_RE = re.compile(r"[A-Za-z0-9._/-]{1,80}")
 # Sources google-auth reads (identity_pool, pluggable); the pipe feeds the step token instead of any of them.
 _SOURCES = ("file", "url", "executable", "certificate")
 _SOURCE_KEYS = {"file": str, "url": str, "headers": dict, "format": dict, "executable": dict, "certificate": dict}
@@ -63,14 +62,6 @@ def load(value: str | None, cwd: Path) -> Settings:
 # --- reading -------------------------------------------------------------------------------------
 
 
-def _shown(value: str, exists: bool = False) -> str:
-    """The variable is echoed only when it is plainly a short path (or names something on disk): anything else may be a pasted key."""
-    text = value.strip()
-    if _SHORT_PATH_RE.fullmatch(text) and (exists or "." in text or "/" in text) and not parsers.looks_secret(text):
-        return repr(text)
-    return "(value hidden)"
-
-
 def _content(value: str, cwd: Path) -> bytes:
     text = value.strip()
     if len(text) > 2 * MAX_BYTES:  # base64 of MAX_BYTES, with line breaks, is well under this
@@ -87,7 +78,7 @@ def _content(value: str, cwd: Path) -> bytes:
     if decoded.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"{"):
         return decoded
     raise PipeError(
-        f"{NAME} is {_shown(value)}, but it must be the path of a credential configuration file in the clone "
+        f"{NAME} is {shown.path(value)}, but it must be the path of a credential configuration file in the clone "
         "(there is no such file), its JSON, or that JSON base64-encoded."
     )
 
@@ -105,13 +96,14 @@ def _file(text: str, cwd: Path) -> bytes | None:
     except OSError as error:
         if error.errno == errno.ENAMETOOLONG:  # base64 content longer than a file name can be
             return None
-        raise PipeError(f"{NAME} names {_shown(text, exists=True)}, which cannot be read ({error.strerror}): make it a readable file in the clone.") from None
+        raise PipeError(f"{NAME} names {shown.path(text, exists=True)}, which cannot be read ({error.strerror}): "
+                        "make it a readable file in the clone.") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         if stat.S_ISDIR(mode):
-            raise PipeError(f"{NAME} names the directory {_shown(text, exists=True)}: give the path of the credential configuration file in it.")
-        raise PipeError(f"{NAME} names {_shown(text, exists=True)}, which is not a regular file: give the path of a credential configuration file.")
+            raise PipeError(f"{NAME} names the directory {shown.path(text, exists=True)}: give the path of the credential configuration file in it.")
+        raise PipeError(f"{NAME} names {shown.path(text, exists=True)}, which is not a regular file: give the path of a credential configuration file.")
     with os.fdopen(fd, "rb") as handle:
         data = handle.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:
@@ -120,34 +112,14 @@ def _file(text: str, cwd: Path) -> bytes | None:
 
 
 def _json(data: bytes) -> dict:
-    # A UTF-8 BOM is accepted: Windows editors write one, and RFC 8259 §8.1 lets parsers ignore it.
-    data = data.removeprefix(codecs.BOM_UTF8)
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or data[:2].count(0) == 1:
-        raise PipeError(f"{NAME} is UTF-16 text (as Windows PowerShell's `>` writes): save it as UTF-8, e.g. with `Out-File -Encoding utf8`.")
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise PipeError(f"{NAME} is not UTF-8 text: give the JSON file that gcloud writes, unchanged.") from None
-    if parsers.json_depth(text) > MAX_DEPTH:
-        raise PipeError(f"{NAME} nests JSON more than {MAX_DEPTH} levels deep, which no credential configuration does: {REGENERATE}.")
-    try:
-        info = json.loads(text, object_pairs_hook=_unique_keys)
-    except ValueError as error:  # the position only: the message never quotes the content
-        line = f" (line {error.lineno}, column {error.colno})" if isinstance(error, json.JSONDecodeError) else ""
-        raise PipeError(f"{NAME} is not valid JSON{line}: {REGENERATE}.") from None
-    if not isinstance(info, dict):
-        raise PipeError(f"{NAME} is JSON but not an object: {REGENERATE}.")
-    return info
-
-
-def _unique_keys(pairs: list) -> dict:
-    """Two values for one key are read differently by different parsers: refuse them."""
-    found = dict(pairs)
-    if len(found) < len(pairs):
-        seen = set()
-        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
-        raise PipeError(f"{NAME} has the field {parsers.echo(twice)} twice: keep one.")
-    return found
+        return untrusted.json_object(data, unique_keys=True)
+    except untrusted.NotJson as error:
+        if error.reason == "is UTF-16 text":  # as Windows PowerShell's `>` writes
+            raise PipeError(f"{NAME} is UTF-16 text: save it as UTF-8, e.g. with `Out-File -Encoding utf8`.") from None
+        if error.reason.startswith("has the field"):
+            raise PipeError(f"{NAME} {error.reason}: keep one.") from None
+        raise PipeError(f"{NAME} {error.reason}: {REGENERATE}.") from None
 
 
 # --- the fields ----------------------------------------------------------------------------------
@@ -179,14 +151,14 @@ def _settings(info: dict) -> Settings:
             "that `gcloud iam workload-identity-pools create-cred-config` writes, and delete the key if it was committed or shared."
         )
     if kind != "external_account":
-        shown = parsers.echo(kind) if isinstance(kind, str) else _kind(kind)
-        raise PipeError(f"{NAME} has type {shown}, but it must be an external_account credential configuration: {REGENERATE}.")
+        what = shown.echo(kind) if isinstance(kind, str) else _kind(kind)
+        raise PipeError(f"{NAME} has type {what}, but it must be an external_account credential configuration: {REGENERATE}.")
     for name, why in _REFUSED.items():
         if name in info:
             raise PipeError(f"{_field(name)} {why}.")
     for name in info:
         if name not in _HONOURED:
-            raise PipeError(f"{NAME} has the field {parsers.echo(name)}, which the pipe does not know: remove it, or {REGENERATE}.")
+            raise PipeError(f"{NAME} has the field {shown.echo(name)}, which the pipe does not know: remove it, or {REGENERATE}.")
     settings = Settings(subject_token_type=_subject_token_type(info))
     _audience(info, settings)
     _universe(info, settings)
@@ -207,10 +179,10 @@ def _audience(info: dict, settings: Settings) -> None:
     value = _typed(info, "audience", str)
     if value is None:
         raise PipeError(f"{NAME} has no audience (the workload identity provider): {REGENERATE}.")
-    provider = parsers.provider(_field("audience"), value)
-    if provider.audience != value:  # google-auth sends it verbatim, and STS takes only this form
-        raise parsers.bad(_field("audience"), value, f"exactly //iam.googleapis.com/{parsers.PROVIDER_SHAPE}")
-    _set(settings, "WORKLOAD_IDENTITY_PROVIDER", provider.name, "audience")
+    found = parsers.workload_identity_provider(_field("audience"), value)
+    if found.audience != value:  # google-auth sends it verbatim, and STS takes only this form
+        raise parsers.bad(_field("audience"), value, f"exactly //iam.googleapis.com/{provider.SHAPE}")
+    _set(settings, "WORKLOAD_IDENTITY_PROVIDER", found.name, "audience")
 
 
 def _subject_token_type(info: dict) -> str:
@@ -238,7 +210,7 @@ def _root(info: dict, name: str, suffix: str) -> str | None:
         raise parsers.bad(_field(name), value, f"exactly {expected}")
     root = parsers.endpoint(_field(name), value[: -len(suffix)])
     if root + suffix != value:  # e.g. an upper-case host or a trailing '/': the pipe would call another URL
-        raise parsers.bad(_field(name), value, f"exactly {expected}", why=f"the pipe would call {parsers.echo(root + suffix)}")
+        raise parsers.bad(_field(name), value, f"exactly {expected}", why=f"the pipe would call {shown.echo(root + suffix)}")
     return root
 
 
@@ -265,7 +237,7 @@ def _impersonation_url(info: dict, settings: Settings) -> None:
     if not match:
         raise parsers.bad(name, value, form)
     if match["project"] != "-":
-        raise parsers.bad(name, value, form, why=f"Google requires projects/- there, not projects/{parsers.printable(match['project'])}")
+        raise parsers.bad(name, value, form, why=f"Google requires projects/- there, not projects/{shown.clipped(match['project'])}")
     email = parsers.service_account(name, match["sa"])
     root = _root(info, "service_account_impersonation_url", f"/v1/projects/-/serviceAccounts/{email}:generateAccessToken")
     _set(settings, "SERVICE_ACCOUNT", email, "service_account_impersonation_url")
@@ -280,11 +252,11 @@ def _impersonation_options(info: dict, settings: Settings) -> None:
         raise PipeError(f"{_field('service_account_impersonation')} applies only with service_account_impersonation_url: remove it, or {REGENERATE}.")
     for key in options:
         if key != "token_lifetime_seconds":
-            raise PipeError(f"{_field('service_account_impersonation')} has the field {parsers.echo(key)}, which the pipe does not know: remove it.")
+            raise PipeError(f"{_field('service_account_impersonation')} has the field {shown.echo(key)}, which the pipe does not know: remove it.")
     lifetime = _typed(options, "token_lifetime_seconds", int)
     if lifetime is not None:
         if not 1 <= lifetime <= MAX_LIFETIME:
-            raise PipeError(f"{_field('service_account_impersonation')}'s token_lifetime_seconds is {parsers.printable(str(lifetime))}, "
+            raise PipeError(f"{_field('service_account_impersonation')}'s token_lifetime_seconds is {shown.clipped(str(lifetime))}, "
                             f"but it must be from 1 to {MAX_LIFETIME}.")
         _set(settings, "ACCESS_TOKEN_LIFETIME", f"{lifetime}s", "service_account_impersonation")
 
@@ -297,7 +269,7 @@ def _credential_source(info: dict) -> None:
     name = _field("credential_source")
     for key, value in source.items():
         if key not in _SOURCE_KEYS:
-            raise PipeError(f"{name} has the field {parsers.echo(key)}, which is not a file, url, executable or certificate source: {REGENERATE}.")
+            raise PipeError(f"{name} has the field {shown.echo(key)}, which is not a file, url, executable or certificate source: {REGENERATE}.")
         if not isinstance(value, _SOURCE_KEYS[key]):
             raise PipeError(f"{name}'s {key} is {_kind(value)}: {REGENERATE}.")
     kinds = [kind for kind in _SOURCES if kind in source]

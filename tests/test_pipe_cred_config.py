@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipe import config, credential_config, export, main
+from pipe import config, export, main, pipe_cred_config
 from pipe.errors import PipeError
 from tests.support.figures import probe
 
@@ -33,13 +33,13 @@ GCLOUD = {  # `gcloud iam workload-identity-pools create-cred-config ... --servi
 
 def test_rendered_config_matches_gcloud_for_impersonation():
     cfg = config.load({"WORKLOAD_IDENTITY_PROVIDER": PROVIDER, "SERVICE_ACCOUNT": SA, "ACCESS_TOKEN_LIFETIME": "1800s"}, Path("/b"))
-    rendered = credential_config.render(cfg, "/path/to/oidc.jwt")
+    rendered = pipe_cred_config.render(cfg, "/path/to/oidc.jwt")
     expected = {**GCLOUD, "credential_source": {"file": "/path/to/oidc.jwt", "format": {"type": "text"}}}
     assert rendered == expected
 
 
 def test_rendered_config_for_direct_federation_and_delegation():
-    direct = credential_config.render(config.load({"WORKLOAD_IDENTITY_PROVIDER": PROVIDER}, Path("/b")), "/path/to/oidc.jwt")
+    direct = pipe_cred_config.render(config.load({"WORKLOAD_IDENTITY_PROVIDER": PROVIDER}, Path("/b")), "/path/to/oidc.jwt")
     # `create-cred-config` without --service-account: the impersonation URL's place holds token_info_url.
     gcloud_direct = {k: v for k, v in GCLOUD.items() if not k.startswith("service_account_impersonation")}
     expected = {**gcloud_direct, "credential_source": {"file": "/path/to/oidc.jwt", "format": {"type": "text"}},
@@ -47,7 +47,7 @@ def test_rendered_config_for_direct_federation_and_delegation():
     assert json.dumps(direct) == json.dumps(expected)  # same keys in the same order
     cfg = config.load({"WORKLOAD_IDENTITY_PROVIDER": PROVIDER, "SERVICE_ACCOUNT": SA, "DELEGATES": "deploy-hop@my-proj.iam.gserviceaccount.com",
                        "IAM_CREDENTIALS_ENDPOINT": "http://127.0.0.1:8765"}, Path("/b"))
-    chained = credential_config.render(cfg, "/path/to/oidc.jwt")
+    chained = pipe_cred_config.render(cfg, "/path/to/oidc.jwt")
     assert chained["type"] == "impersonated_service_account"
     assert chained["delegates"] == ["projects/-/serviceAccounts/deploy-hop@my-proj.iam.gserviceaccount.com"]
     assert chained["service_account_impersonation_url"] == f"http://127.0.0.1:8765/v1/projects/-/serviceAccounts/{SA}:generateAccessToken"
@@ -265,7 +265,7 @@ def test_a_uid_the_user_namespace_does_not_map_is_one_line(tmp_path):
     """As in a userns-remapped daemon's step: only root is mapped, so chown to uid 1000 answers EINVAL."""
     script = (
         "import sys; from pathlib import Path; from pipe import export; from pipe.errors import PipeError\n"
-        "from tests.test_credential_config import run_cfg, run_dir\n"
+        "from tests.test_pipe_cred_config import run_cfg, run_dir\n"
         "clone = Path(sys.argv[1])\n"
         "try:\n"
         "    with export.container_credentials(run_cfg(clone), 'step.jwt.value', '1000'): pass\n"

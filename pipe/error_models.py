@@ -1,0 +1,242 @@
+"""Google's and the registries' error models, read into one shape (Failure) that diagnosis explains.
+
+- Google APIs answer with google.rpc.Status: `code`, `status`, `message` and `details`, whose ErrorInfo carries the
+  `reason` (google/api/error_reason.proto) and `metadata` (service, consumer, permission, …). STS answers OAuth's
+  `error` and `error_description`.
+- Registries answer with the OCI distribution spec's `{"errors": [{"code", "message", "detail"}]}`; the Docker
+  daemon reports a failed pull as text wrapping that code and message (`Head "<url>": denied: <message>`), an HTTP
+  status it did not expect, a Cloud Storage XML error for a layer, or Go's network errors.
+
+Structure first: the reason, the status, the code. Where Google sends only text (registries, older IAM answers),
+Google's standard messages name the reason they stand for (_TEMPLATES). Every pattern here is linear and runs on
+text cut to untrusted.MAX_TEXT.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from pipe import google_registries, retry, untrusted
+
+OCI_CODES = ("BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID", "MANIFEST_BLOB_UNKNOWN",
+             "MANIFEST_INVALID", "MANIFEST_UNKNOWN", "MANIFEST_UNVERIFIED", "NAME_INVALID", "NAME_UNKNOWN", "SIZE_INVALID",
+             "TAG_INVALID", "UNAUTHORIZED", "DENIED", "UNSUPPORTED", "TOOMANYREQUESTS", "UNAVAILABLE", "UNKNOWN")
+# How the Docker daemon writes each code in its text (the code's description, lowercase).
+_DAEMON_CODES = {code.lower().replace("_", " "): code for code in OCI_CODES}
+
+
+@dataclass
+class Failure:
+    """One failed answer: who said it, and what, in structure where there was any."""
+
+    service: str
+    status: int | None = None
+    code: str = ""  # google.rpc status (PERMISSION_DENIED), OAuth error (invalid_grant) or OCI code (DENIED)
+    reason: str = ""  # ErrorInfo's reason, or the reason Google's standard message stands for
+    message: str = ""  # the human part, one line
+    metadata: dict = field(default_factory=dict)  # ErrorInfo metadata, and what the message names (project, service, …)
+    transient: str | None = None  # pipe.retry's kind, when trying again later can work
+
+    def get(self, key: str, default: str = "") -> str:
+        value = self.metadata.get(key)
+        return value if isinstance(value, str) and value else default
+
+
+# --- Google's standard messages, and the reason each stands for -------------------------------------------------
+
+_TEMPLATES = (
+    ("SERVICE_DISABLED", re.compile(
+        r"(?:(?P<title>[A-Z][\w ]{2,80} API) )?has not been used in project (?P<consumer>[\w:.-]{1,100}) before or it is disabled"
+        r"|Service '?(?P<service>[\w.-]{1,100})'? is not enabled for consumer '?(?:project:|projects/)?(?P<consumer2>[\w.:-]{1,100})"
+        r"|enable (?:or contact project owners to enable )?(?:the )?Google Container Registry API|SERVICE_DISABLED"
+        r"|\bAPI (?:has not been enabled|is not enabled)", re.I)),
+    ("BILLING_DISABLED", re.compile(
+        r"requires billing to be enabled|billing account[^.]{0,80}(?:disabled|closed|delinquent|not open)|billing-related error"
+        r"|billing (?:is |has been )?disabled|enable billing|<Code>AccountProblem</Code>|past due balance|BILLING_DISABLED", re.I)),
+    ("SECURITY_POLICY_VIOLATED", re.compile(r"vpcServiceControlsUniqueIdentifier|VPC Service Controls|SECURITY_POLICY_VIOLATED", re.I)),
+    ("RESOURCE_USAGE_RESTRICTION_VIOLATED", re.compile(r"restrictServiceUsage|Resource Usage Restriction", re.I)),
+    ("LOCATION_POLICY_VIOLATED", re.compile(r"resourceLocations|location constraint", re.I)),
+    ("ORG_POLICY", re.compile(r"organization policy|org(?:anization)?[ -]policy constraint|violates constraint|constraints/[\w.]{1,80}", re.I)),
+    ("CONSUMER_INVALID", re.compile(
+        r"Project '?(?:project:|projects/)?(?P<project>[\w.:-]{1,100})'? (?:was |is )?(?:not found or deleted|has been deleted|not found|deleted)"
+        r"|Unknown project(?: id)?:? '?(?P<project2>[\w.:-]{1,100})|CONSUMER_INVALID", re.I)),
+    ("ACCESS_TOKEN_SCOPE_INSUFFICIENT", re.compile(r"insufficient authentication scopes|ACCESS_TOKEN_SCOPE_INSUFFICIENT", re.I)),
+    ("ACCESS_TOKEN_EXPIRED", re.compile(r"token (?:has )?expired|ACCESS_TOKEN_EXPIRED", re.I)),
+    ("CONSUMER_SUSPENDED", re.compile(r"project[^.]{0,80} (?:has been )?suspended|CONSUMER_SUSPENDED|GCP_SUSPENDED", re.I)),
+    ("USER_PROJECT_MISSING", re.compile(r"requester pays|UserProjectMissing|USER_PROJECT_DENIED", re.I)),
+    ("RATE_LIMIT_EXCEEDED", re.compile(r"Quota exceeded for quota metric|rate limit|rate exceeded|RATE_LIMIT_EXCEEDED|RESOURCE_QUOTA_EXCEEDED", re.I)),
+    ("GCR_SHUTDOWN", re.compile(r"Container Registry (?:is|has been) (?:deprecated|shut)|shutting down|Request Rejected", re.I)),
+)
+_API = re.compile(r"apis/api/(?P<service>[a-z0-9.-]{1,100}\.googleapis\.com)|(?P<name>[a-z0-9]{1,40}\.googleapis\.com)")
+_PROJECT = re.compile(r"[?&]project=(?P<a>[\w.:-]{1,100})|project #?(?P<b>[0-9]{4,20})|--projects?=['\"]?(?P<c>[a-z][\w.:-]{1,100})")
+_CONSTRAINT = re.compile(r"constraints/[\w.]{1,80}")
+_BUCKET = re.compile(r"storage\.googleapis\.com/(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])/")
+_VPC_UID = re.compile(r"vpcServiceControlsUniqueIdentifier:? ?(?P<uid>[\w-]{1,100})")
+
+
+def _read_templates(failure: Failure, text: str) -> None:
+    """Fill in the reason and what the message names, where Google's answer had no ErrorInfo."""
+    for reason, pattern in _TEMPLATES:
+        found = pattern.search(text)
+        if found:
+            failure.reason = failure.reason or reason
+            named = found.groupdict()
+            for key in ("consumer", "consumer2", "project", "project2"):
+                if named.get(key):
+                    failure.metadata.setdefault("consumer", named[key])
+            if named.get("service"):
+                failure.metadata.setdefault("service", named["service"])
+            if named.get("title"):
+                failure.metadata.setdefault("title", named["title"])
+            break
+    if (api := _API.search(text)) and "service" not in failure.metadata:
+        failure.metadata["service"] = api["service"] or api["name"]
+    if failure.reason == "SERVICE_DISABLED" and "Container Registry" in text and "service" not in failure.metadata:
+        failure.metadata["service"] = "containerregistry.googleapis.com"
+    if (project := _PROJECT.search(text)) and "consumer" not in failure.metadata:
+        failure.metadata["consumer"] = project["a"] or project["b"] or project["c"]
+    if constraint := _CONSTRAINT.search(text):
+        failure.metadata.setdefault("constraint", constraint.group(0))
+    if uid := _VPC_UID.search(text):
+        failure.metadata.setdefault("uid", uid["uid"])
+    if bucket := _BUCKET.search(text):
+        failure.metadata.setdefault("bucket", bucket["bucket"])
+
+
+# --- Google's JSON -----------------------------------------------------------------------------------------------
+
+def from_google(body: dict, status: int | None, service: str) -> Failure:
+    """Google's answer: google.rpc.Status, OAuth's error shape (STS), or a body that is neither (its text)."""
+    failure = Failure(service, status)
+    error = body.get("error")
+    if isinstance(error, dict):  # google.rpc.Status
+        failure.code = _text(error.get("status"))
+        failure.message = _text(error.get("message"))
+        failure.status = status or _number(error.get("code"))
+        for detail in error.get("details") or [] if isinstance(error.get("details"), list) else []:
+            if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.ErrorInfo"):
+                failure.reason = _text(detail.get("reason"))
+                metadata = detail.get("metadata") if isinstance(detail.get("metadata"), dict) else {}
+                failure.metadata.update({str(k): _text(v) for k, v in list(metadata.items())[:20]})
+    elif isinstance(error, str):  # OAuth (STS)
+        failure.code = error[:100]
+        failure.message = _text(body.get("error_description"))
+    else:
+        failure.message = _message_in(_text(body.get("message")))
+    _read_templates(failure, failure.message + " " + failure.reason)
+    failure.transient = _transient(failure, retry.of_google(failure.status, failure.code))
+    return failure
+
+
+def _transient(failure: Failure, kind: str | None) -> str | None:
+    """Quota and rate limits are retried; a reason that names a setting (API disabled, billing) never is."""
+    if failure.reason == "RATE_LIMIT_EXCEEDED":
+        return retry.THROTTLED
+    return kind if failure.reason in ("", "ACCESS_TOKEN_EXPIRED") else None
+
+
+_JSON_MESSAGE = re.compile(r'"message":\s*"((?:[^"\\]|\\.){0,2000})"')
+
+
+def _message_in(raw: str) -> str:
+    """The message of an envelope that is not valid JSON (cut short, or with a trailing comma as Google's page shows)."""
+    found = _JSON_MESSAGE.search(raw)
+    return found[1].replace('\\"', '"') if found else raw
+
+
+# --- the registry's answers and the Docker daemon's reports --------------------------------------------------------
+
+_STATUS = re.compile(r"\b(?:HTTP|[Ss]tatus(?: code)?:?|unexpected status(?: code)?:?) ?\[?(?P<a>[1-5][0-9]{2})\b"
+                     r"|: (?P<b>[1-5][0-9]{2}) [A-Z][a-z]+(?: [A-Z][a-z]+)*\b|\((?P<c>[1-5][0-9]{2})\)")
+_XML_CODE = re.compile(r"<Code>(?P<code>\w{1,60})</Code>(?:<Message>(?P<message>[^<]{0,500})</Message>)?(?:<Details>(?P<details>[^<]{0,500}))?")
+_REFERENCE = re.compile(
+    r"https?://(?P<host>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)/v2/(?P<path>[a-z0-9._/-]{1,255}?)/(?:manifests|blobs)/"
+    r"|(?:pull access denied for|manifest for|failed to resolve reference|repository) \"?(?P<ref>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?/[a-z0-9._/-]{1,255})"
+    r"|request \"/v2/(?P<request>[a-z0-9._/-]{1,255}?)/(?:manifests|blobs)/"
+    r"|https?://(?P<any>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)[/\"]")
+_ALIASES = {"unknown blob": "BLOB_UNKNOWN"}  # distribution's own wording for a blob the registry does not have
+_PERMANENT_CODES = {"DENIED", "UNAUTHORIZED", "NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_INVALID", "TAG_INVALID",
+                    "MANIFEST_INVALID", "DIGEST_INVALID", "UNSUPPORTED"}
+
+
+def from_registry(text: str, status: int | None, service: str) -> Failure:
+    """A registry token service's body (OCI errors, Google's JSON or text) or the daemon's report of a pull."""
+    text = untrusted.text(text)
+    body = untrusted.json_or_none(text)
+    if body is not None and isinstance(body.get("error"), dict):
+        failure = from_google(body, status, service)
+    else:
+        failure = Failure(service, status)
+        errors = body.get("errors") if body else None
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            failure.code = _text(errors[0].get("code")).upper()
+            failure.message = "; ".join(_text(e.get("message")) for e in errors[:5] if isinstance(e, dict))
+        else:
+            failure.code, failure.message = _daemon_code(text)
+        failure.status = status or _embedded_status(text)
+        if xml := _XML_CODE.search(text):  # Cloud Storage, serving a layer
+            failure.metadata["storage_code"] = xml["code"]
+            failure.message = " ".join(part for part in (xml["message"], xml["details"]) if part) or failure.message
+        _read_templates(failure, text)
+        _read_reference(failure, text)
+        if failure.status == 412 and google_registries.is_container_registry(failure.get("host")):
+            failure.reason = failure.reason or "GCR_SHUTDOWN"  # Container Registry refuses every call once shut down
+        kind = retry.of_status(status) if status else retry.of_daemon(text)
+        if failure.code == "TOOMANYREQUESTS":
+            kind = retry.THROTTLED
+        elif failure.code in _PERMANENT_CODES or failure.metadata.get("storage_code"):
+            kind = None
+        failure.transient = _transient(failure, kind)
+    _read_reference(failure, text)
+    return failure
+
+
+def _read_reference(failure: Failure, text: str) -> None:
+    """The image the text names (registry host and path), which may be a base image other than IMAGE."""
+    found = _REFERENCE.search(text)
+    if not found:
+        return
+    if found["host"]:
+        host, path = found["host"], found["path"]
+    elif found["ref"]:
+        host, _, path = found["ref"].partition("/")
+    elif found["request"]:
+        host, path = "", found["request"]
+    else:
+        host, path = found["any"], ""
+    failure.metadata.setdefault("host", host)
+    failure.metadata.setdefault("path", path)
+
+
+def _daemon_code(text: str) -> tuple[str, str]:
+    """The OCI code in the daemon's text (`…: denied: <message>`, or a leading `denied: <message>`) and the message
+    after it; ("", text) without one. The earliest code wins."""
+    lowered = text.lower()
+    best = None
+    for written, code in (*_DAEMON_CODES.items(), *_ALIASES.items()):
+        if lowered.startswith(written + ":") or lowered == written:
+            at = len(written) + 1
+        else:
+            found = lowered.find(": " + written)
+            end = found + len(written) + 2
+            if found < 0 or (end < len(lowered) and lowered[end] != ":"):
+                continue
+            at = end + 1
+        if best is None or at < best[0]:
+            best = (at, code)
+    return (best[1], text[best[0]:].strip()) if best else ("", text)
+
+
+def _embedded_status(text: str) -> int | None:
+    found = _STATUS.search(text)
+    return int(found["a"] or found["b"] or found["c"]) if found else None
+
+
+def _text(value) -> str:
+    if isinstance(value, str):
+        return " ".join(untrusted.text(value).split())
+    return "" if value is None else " ".join(untrusted.text(json.dumps(value)).split())
+
+
+def _number(value) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599 else None

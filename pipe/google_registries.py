@@ -1,0 +1,67 @@
+"""Google's container registries: which hosts they are, and where an image on them lives (project, location,
+repository). Artifact Registry serves `LOCATION-docker.pkg.dev` and, for repositories named after the host,
+Container Registry's `gcr.io` family."""
+
+import re
+from dataclasses import dataclass
+
+USERNAME = "oauth2accesstoken"  # Artifact Registry's documented user name for an OAuth access token
+MULTI_REGION_HOSTS = ("us-docker.pkg.dev", "europe-docker.pkg.dev", "asia-docker.pkg.dev")
+GCR_LOCATIONS = {"gcr.io": "us", "us.gcr.io": "us", "eu.gcr.io": "europe", "asia.gcr.io": "asia"}
+DEFAULT_DOCKER_HOSTS = (*MULTI_REGION_HOSTS, *GCR_LOCATIONS)  # what an exported docker config covers besides IMAGE's host
+_SUFFIXES = (".pkg.dev", ".gcr.io")  # *-docker.pkg.dev, *.pkg.dev, us.gcr.io, marketplace.gcr.io, …
+_ARTIFACT_REGISTRY_HOST = re.compile(r"(?P<location>[a-z][a-z0-9-]{0,40}[a-z0-9])-docker\.pkg\.dev")
+# What gcloud takes as a project (an ID, a domain-scoped ID or a number) and as a repository: text that names an
+# image may hold placeholders (`<PROJECT_ID>`, `{PROJECT}`), which are no repository at all.
+_PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{4,20}")
+_REPOSITORY = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
+_LOCATION = re.compile(r"[a-z][a-z0-9-]{0,40}[a-z0-9]")
+
+
+def is_google(host: str) -> bool:
+    """A Google registry host. A port means it is not Google's public endpoint, which is :443 only."""
+    name = host.lower()
+    return ":" not in name and (name == "gcr.io" or name.endswith(_SUFFIXES))
+
+
+def is_container_registry(host: str) -> bool:
+    """The legacy Container Registry family (gcr.io, us.gcr.io, …), now served by Artifact Registry."""
+    name = host.lower()
+    return name == "gcr.io" or name.endswith(".gcr.io")
+
+
+@dataclass(frozen=True)
+class Repository:
+    project: str
+    location: str
+    repository: str
+
+    @property
+    def resource(self) -> str:
+        return f"projects/{self.project}/locations/{self.location}/repositories/{self.repository}"
+
+
+def repository_of(host: str, path: str) -> Repository | None:
+    """The Artifact Registry repository an image (its registry host and path) lives in; None elsewhere.
+
+    `LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE`, or `gcr.io/PROJECT/IMAGE` in the repository named gcr.io."""
+    parts = path.split("/")
+    if len(parts) >= 2 and "." in parts[0]:  # a domain-scoped project: DOMAIN/PROJECT in the path, DOMAIN:PROJECT its ID
+        parts = [f"{parts[0]}:{parts[1]}", *parts[2:]]
+    match = _ARTIFACT_REGISTRY_HOST.fullmatch(host)
+    if match and len(parts) >= 3 and is_project(parts[0]) and _REPOSITORY.fullmatch(parts[1]):
+        return Repository(parts[0], match["location"], parts[1])
+    if host in GCR_LOCATIONS and len(parts) >= 2 and is_project(parts[0]):
+        return Repository(parts[0], GCR_LOCATIONS[host], host)
+    return None
+
+
+def is_repository(repository: Repository) -> bool:
+    """Every part a name gcloud takes."""
+    return (is_project(repository.project) and bool(_LOCATION.fullmatch(repository.location))
+            and bool(_REPOSITORY.fullmatch(repository.repository)))
+
+
+def is_project(text: str) -> bool:
+    """A project ID or number, as gcloud's --project takes it."""
+    return bool(_PROJECT.fullmatch(text))

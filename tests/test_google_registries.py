@@ -1,0 +1,35 @@
+"""Google's registries: which hosts are Google's, and where an image on them lives."""
+
+import pytest
+
+from pipe import google_registries, parsers
+
+
+@pytest.mark.parametrize("image, expected", [
+    ("europe-west2-docker.pkg.dev/proj-1/tools/sub/app@sha256:" + "a" * 64, ("proj-1", "europe-west2", "tools")),
+    ("us-docker.pkg.dev/123456789012/tools/app:1", ("123456789012", "us", "tools")),
+    ("gcr.io/acme-ci/app:1", ("acme-ci", "us", "gcr.io")),
+    ("eu.gcr.io/acme-ci/app:1", ("acme-ci", "europe", "eu.gcr.io")),
+    ("asia.gcr.io/example.com/acme-ci/app:1", ("example.com:acme-ci", "asia", "asia.gcr.io")),  # gcr.io/DOMAIN/PROJECT for domain-scoped
+    ("us-docker.pkg.dev/p-1/tools/app:1", None),  # no project ID is 3 characters: a placeholder, not a repository
+    ("us-docker.pkg.dev/my-proj/app:1", None),  # Artifact Registry paths are PROJECT/REPOSITORY/IMAGE
+    ("registry.example.com/team/app:1", None),
+])
+def test_the_repository_an_image_lives_in(image, expected):
+    parsed = parsers.image("IMAGE", image)
+    found = google_registries.repository_of(parsed.host, parsed.path)
+    assert (found and (found.project, found.location, found.repository)) == expected
+
+
+@pytest.mark.parametrize("host, google", [
+    ("us-docker.pkg.dev", True), ("europe-west2-docker.pkg.dev", True), ("gcr.io", True), ("eu.gcr.io", True),
+    ("marketplace.gcr.io", True), ("us-docker.pkg.dev:443", False), ("pkg.dev.example.com", False),
+    ("evil-gcr.io", False), ("gcr.io.example.com", False), ("GCR.IO", True),
+])
+def test_google_registries_are_google_hosts_only(host, google):
+    assert google_registries.is_google(host) is google
+
+
+def test_the_default_docker_hosts_are_google_registries():
+    assert all(google_registries.is_google(host) for host in google_registries.DEFAULT_DOCKER_HOSTS)
+    assert set(google_registries.GCR_LOCATIONS) <= set(google_registries.DEFAULT_DOCKER_HOSTS)
