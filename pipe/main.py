@@ -213,10 +213,17 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
 
 def main(env: dict | None = None) -> int:
     env = dict(os.environ if env is None else env)
-    os.umask(0o077)  # whatever the caller's umask: files and directories the pipe creates are its own
+    umask = os.umask(0o077)  # whatever the caller's umask: files and directories the pipe creates are its own
     logs.install()
     for signum in STOP_SIGNALS:
         signal.signal(signum, _stop)
+    try:
+        return _run(env)
+    finally:
+        os.umask(umask)  # for a caller that goes on (the tests call main() in-process)
+
+
+def _run(env: dict) -> int:
     try:
         pipe = KeylessPipe(
             pipe_metadata=_metadata(), schema=config.toolkit_schema(), env=env,

@@ -28,8 +28,9 @@ _GOOGLE_KIND = {
 # The Docker daemon reports a failed pull as text: the registry's error code (OCI distribution spec), an HTTP status it
 # did not expect, or Go's network errors. Each pattern is linear (no nested repetition) and runs on bounded text.
 _DAEMON_THROTTLED = re.compile(r"toomanyrequests|too many requests|\b429\b|rate ?limit|quota exceeded", re.IGNORECASE)
-_DAEMON_UNAVAILABLE = re.compile(
-    r"\b(?:408|500|502|503|504)\b|service unavailable|bad gateway|gateway time-?out|internal server error", re.IGNORECASE)
+_DAEMON_UNAVAILABLE = re.compile(  # `unavailable:` is how the daemon writes the OCI code UNAVAILABLE
+    r"\b(?:408|500|502|503|504)\b|service unavailable|bad gateway|gateway time-?out|internal server error|(?<![\w-])unavailable:",
+    re.IGNORECASE)
 _DAEMON_NETWORK = re.compile(
     r"\bEOF\b|i/o timeout|Client\.Timeout exceeded|TLS handshake timeout|connection reset|connection refused|"
     r"broken pipe|context deadline exceeded|request canceled|server sent GOAWAY|stream error|timeout awaiting|"

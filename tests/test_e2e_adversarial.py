@@ -102,3 +102,92 @@ def test_under_user_namespaces_the_run_container_never_sees_exports(bitbucket_st
         assert second.exit_code == 0, second.log
         assert "FOUND[]" in second.stdout and "ENTRIES[0]" in second.stdout, second.stdout
         assert (exported(bitbucket_clone) / "access-token").is_file()  # this run's export, written after the run
+
+
+# --- what a killed run leaves, and what the run container does to the pipe's own directories --------------------------
+
+RUN_DIR = f"{STORAGE}/gcp-run"
+
+
+def _with_credentials(world, clone, script, **extra):
+    return variables(world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, GOOGLE_CREDENTIALS_IN_CONTAINER="true",
+                     BITBUCKET_PIPE_STORAGE_DIR=str(clone / STORAGE), SCRIPT=script, **extra)
+
+
+def test_what_a_killed_run_leaves_is_removed_before_anything_else(live_stack, world, clone):
+    """SIGKILL cannot be caught: the step token stays in the clone (the run container's credential directory, a mask).
+    The next run removes both before it does anything, and its run container never sees them."""
+    import threading
+    import time
+
+    with probe("pipe killed with SIGKILL mid-run, then run again"):
+        first = {}
+        runner = threading.Thread(target=lambda: first.update(run=live_stack.run_pipe(clone, _with_credentials(
+            world, clone, "echo started; sleep 300"), step_token(world))))
+        runner.start()
+        deadline = time.monotonic() + 60
+        while not live_stack.run_containers(clone):
+            assert time.monotonic() < deadline, "the run container never started"
+            time.sleep(0.2)
+        [pipe] = [c for c in live_stack.dc.containers.list(filters={"label": "org.bitbucket.pipelines.system=true"})
+                  if f"{clone}:{clone}:rw" in c.attrs["HostConfig"]["Binds"]]
+        pipe.kill(signal="SIGKILL")
+        runner.join(timeout=60)
+        for orphan in live_stack.run_containers(clone):  # on Bitbucket the docker service goes with the step
+            orphan.remove(force=True)
+        assert (clone / RUN_DIR / "oidc-token").is_file(), "the killed run left its credentials: the premise of this probe"
+        (clone / ".keyless-empty-0123456789abcdef").mkdir()  # and a mask, as a killed run leaves one
+        second = live_stack.run_pipe(clone, variables(
+            world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, BITBUCKET_PIPE_STORAGE_DIR=str(clone / STORAGE),
+            SCRIPT=SNOOP + f'echo "LISTED[$(ls -A "{clone / STORAGE}" | tr "\\n" " ")]"\n',
+        ), step_token(world))
+        assert second.exit_code == 0, second.output
+        assert "FOUND[]" in second.stdout and "gcp-run" not in second.stdout.split("LISTED[")[1], second.stdout
+        assert not (clone / RUN_DIR).exists() and not list(clone.glob(".keyless-empty-*"))
+
+
+def test_whatever_the_run_container_does_to_the_pipes_directories_is_cleaned_up(live_stack, world, clone):
+    """The run container can write through the clone into the pipe's credential directory and mask, change their
+    modes, plant links and deep trees: the run still succeeds, and nothing of it is left."""
+    mischief = (
+        f'run="{clone / RUN_DIR}"\n'
+        'mkdir -p "$run/planted/a/b/c" && echo x > "$run/planted/a/b/c/file" && ln -s / "$run/planted/root-link"\n'
+        'd="$run/deep"; i=0; while [ $i -lt 300 ]; do mkdir "$d" && d="$d/d"; i=$((i+1)); done\n'
+        'chmod 000 "$run/planted/a" && chmod 500 "$run"\n'
+        f'for m in {clone}/.keyless-empty-*; do [ -d "$m" ] && mkdir -p "$m/x" && echo y > "$m/x/file" && chmod 000 "$m"; done\n'
+        'echo mischief-done\n'
+    )
+    with probe("run container fills and locks the pipe's own directories"):
+        run = live_stack.run_pipe(clone, _with_credentials(world, clone, mischief, EXPORT_CREDENTIALS="true"), step_token(world))
+        assert run.exit_code == 0, run.output
+        assert "mischief-done" in run.stdout
+        assert not (clone / RUN_DIR).exists() and not list(clone.glob(".keyless-empty-*"))
+        assert (clone / STORAGE / "gcp" / "access-token").is_file()  # the export, written after, is whole
+
+
+def test_the_pipes_last_line_stays_visible_after_the_run_containers_output(live_stack, world, clone):
+    """Output that hides text, opens a hyperlink or switches to the line-drawing set, with no final newline: the pipe
+    resets the terminal before its own ✔ line."""
+    from pipe.container import TERMINAL_RESET
+
+    script = "printf '\\033[8mhidden \\033]8;;https://evil.example\\033\\\\link \\016line drawing \\033]0;title'"
+    with probe("run container output leaves the terminal hidden, linked, in another character set"):
+        run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE,
+                                                   SCRIPT=script), step_token(world))
+        assert run.exit_code == 0, run.output
+        output, success = run.stdout.rsplit("✔ The script", 1)
+        assert output.rstrip("\x1b[32m").endswith(TERMINAL_RESET.decode() + "\n"), repr(output[-80:])
+
+
+def test_only_bitbucket_documented_variables_reach_the_run_container(live_stack, world, clone):
+    """A variable the user passes with a BITBUCKET_ name (an app password, an access token) is theirs: only ENV forwards it."""
+    with probe("BITBUCKET_-prefixed secrets passed to the pipe"):
+        run = live_stack.run_pipe(clone, variables(
+            world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, SCRIPT="env | sort",
+            BITBUCKET_APP_PASSWORD="app-password-value-0123", BITBUCKET_ACCESS_TOKEN="access-token-value-4567",
+        ), step_token(world))
+        assert run.exit_code == 0, run.output
+        names = {line.split("=", 1)[0] for line in run.stdout.splitlines() if "=" in line}
+        assert {"BITBUCKET_BRANCH", "BITBUCKET_CLONE_DIR", "CI"} <= names
+        assert not names & {"BITBUCKET_APP_PASSWORD", "BITBUCKET_ACCESS_TOKEN", "BITBUCKET_STEP_OIDC_TOKEN"}
+        assert "app-password-value-0123" not in run.stdout and "access-token-value-4567" not in run.stdout

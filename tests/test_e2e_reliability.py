@@ -126,3 +126,48 @@ def test_twenty_pipes_at_once(live_stack, world, tmp_path):
     left = live_stack.run_containers(tmp_path)
     FIGURES["containers left"] += len(left)
     assert left == []
+
+
+# --- transient failures of the pull itself, injected between the real daemon and the real registry -------------------
+
+@pytest.fixture
+def faulty_registry(live_stack):
+    from tests.support import stack
+    from tests.support.faulty_registry import FaultyRegistry
+
+    front = FaultyRegistry(stack.REGISTRY).start()
+    yield front
+    front.stop()
+
+
+def _through(front, world, **extra):
+    image = f"{front.address}/acme-ci/private/app:1"
+    return image, impersonating(world, IMAGE=image, REGISTRIES=f"{front.address},127.0.0.1:8765", **extra)
+
+
+@pytest.mark.parametrize("kind", ["503", "429", "502", "reset", "eof"])
+def test_transient_pull_failures_are_retried_on_the_real_daemon(live_stack, world, clone, faulty_registry, kind):
+    """The registry's 5xx, a throttle, a reset or an answer cut short: the daemon's pull fails, the pipe tries again."""
+    image, env = _through(faulty_registry, world, SCRIPT="echo pulled-ok")
+    live_stack.forget_image(image)
+    faulty_registry.inject(r"/(manifests|blobs)/", kind, count=2)
+    FIGURES["faults injected"] += 2
+    run = live_stack.run_pipe(clone, env, step_token(world))
+    assert run.exit_code == 0, run.output
+    assert "pulled-ok" in run.stdout
+    assert len([entry for entry in faulty_registry.log if entry[2] == kind]) == 2
+    assert f"Pulling {image}: failed" in run.stderr and "retrying in" in run.stderr  # the pipe's own retry, said
+    FIGURES["faults survived"] += 2
+
+
+def test_a_pull_that_keeps_failing_is_explained_after_the_budget(live_stack, world, clone, faulty_registry):
+    image, env = _through(faulty_registry, world, RETRY_MAX_ATTEMPTS="2")
+    live_stack.forget_image(image)
+    faulty_registry.inject(r"/manifests/", "503", count=1000)
+    run = live_stack.run_pipe(clone, env, step_token(world))
+    assert run.exit_code == 1
+    [line] = [text for text in run.stdout.splitlines() if "✖" in text]
+    assert f"Pulling {image} is unavailable" in line and "RETRY_MAX_ATTEMPTS" in line and "add-iam-policy-binding" not in line
+    assert run.stderr.count("retrying in") == 1  # two attempts: one retry
+    assert "Traceback" not in run.output
+    FIGURES["clean failures"] += 1

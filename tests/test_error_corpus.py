@@ -217,12 +217,13 @@ def test_each_real_text_gets_cause_and_fix(entry, lines):
 def test_the_held_out_third_gets_cause_and_fix_as_often():
     """≥ 90% of the reachable held-out texts explained, none with a wrong fix. Only the figure is shown."""
     said = _answers(HELD_OUT)
-    reachable = [entry for entry in HELD_OUT if entry["id"] in said]
-    explained = sum(not problems(entry, said[entry["id"]]) for entry in reachable)
-    mistaken = sum(wrong(entry, said[entry["id"]]) for entry in reachable)
     figure = _figure(HELD_OUT, said)
     record("real error texts (held out, unread)", figure)
-    assert 10 * explained >= 9 * len(reachable) and mistaken == 0, figure
+    reachable = [entry for entry in HELD_OUT if entry["id"] in said]
+    good_enough = 10 * sum(not problems(entry, said[entry["id"]]) for entry in reachable) >= 9 * len(reachable)
+    no_wrong_fix = not any(wrong(entry, said[entry["id"]]) for entry in reachable)
+    del reachable, said  # nothing of the held-out part in a failure's report: only the figure
+    assert good_enough and no_wrong_fix, figure
 
 
 def test_the_status_google_sent_is_part_of_the_explanation(lines):

@@ -7,17 +7,22 @@ Each gcloud command runs with a throwaway configuration and no account: a comman
 """
 
 import itertools
+import json
 import re
 import subprocess
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from pipe import config, oidc, parsers, setup_plan
 from tests.support.emulator import Issuer
 from tests.support.figures import record
-from tests.support.google_tools import GCLOUD, TERRAFORM, gcloud_verdict, report_missing
+from tests.support.google_tools import GCLOUD, TERRAFORM, gcloud, gcloud_verdict, split_command
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"
@@ -112,5 +117,84 @@ def test_terraform_reads_every_rendering_and_would_not_reformat_it():
     assert not refused, refused[0]
 
 
-def test_missing_google_tools_are_reported():
-    report_missing()  # one loud figures line when gcloud or node is absent, so skipped tests never look passed
+# --- each value reaches gcloud and Terraform as exactly the one value meant -----------------------------------------
+
+class _IamRecorder(BaseHTTPRequestHandler):
+    """IAM's API for gcloud (CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM): records each request's JSON body, answers with a
+    finished operation or an empty policy, so gcloud completes the command it parsed."""
+
+    def _answer(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.received.append((self.command, self.path, json.loads(body) if body else None))
+        reply = {"bindings": [], "etag": "BwY="} if self.path.split("?")[0].endswith(":getIamPolicy") else {
+            "name": "projects/1/locations/global/workloadIdentityPools/p/operations/o", "done": True, "response": {}}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PATCH = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+def _sent_by_gcloud(command: str, tmp: Path) -> list:
+    """The JSON bodies gcloud sends when it runs the printed command against a recorder of IAM's API."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _IamRecorder)
+    server.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    (tmp / "token").write_text("test-access-token")
+    try:
+        result = gcloud(split_command(command)[1:], tmp / "gcloud", CLOUDSDK_AUTH_ACCESS_TOKEN_FILE=str(tmp / "token"),
+                        CLOUDSDK_API_ENDPOINT_OVERRIDES_IAM=f"http://127.0.0.1:{server.server_address[1]}/")
+        assert result.returncode == 0, result.stderr
+    finally:
+        server.shutdown()
+        server.server_close()
+    return [body for _, _, body in server.received if body]
+
+
+# What a step token's claims may hold: commas (gcloud's list separator), '^' (its escape), '=' (its dict separator),
+# quotes, dollars and percent signs (HCL interpolation), backslashes, spaces, non-ASCII.
+AWKWARD = st.text(alphabet=st.sampled_from(list(",^=:;'\"$%{}\\ é/|#~+!@&*")) | st.characters(codec="ascii", categories=["L", "N"]),
+                  min_size=1, max_size=24)
+
+
+@pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed")
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(audiences=st.lists(AWKWARD, min_size=1, max_size=3), branch=AWKWARD, repository=AWKWARD)
+@example(audiences=["a,b", "c"], branch="^:^x", repository="{r,=}")
+@example(audiences=["^x"], branch="b", repository="r")
+def test_every_value_reaches_gcloud_whole(tmp_path_factory, audiences, branch, repository):
+    """The printed create-oidc and grant commands, run by the real gcloud: the audiences, condition, mapping and member
+    it sends are exactly the plan's, whatever the claims hold."""
+    step = oidc.read({"BITBUCKET_STEP_OIDC_TOKEN": ISSUER.mint(repository, branch=branch, aud=audiences)}, now=0)
+    cfg = config.load({"WORKLOAD_IDENTITY_PROVIDER": PROVIDER, "SERVICE_ACCOUNT": "image-puller@acme-ci.iam.gserviceaccount.com"}, Path.cwd())
+    restriction = parsers.restriction("SETUP_RESTRICT_TO", "branch")
+    plan = setup_plan.build(cfg, step, restriction)
+    commands = commands_in(setup_plan.render(cfg, step, restriction).split("# Terraform")[0])
+    [provider_body] = _sent_by_gcloud(next(c for c in commands if "create-oidc" in c), tmp_path_factory.mktemp("gcloud"))
+    assert provider_body["oidc"]["allowedAudiences"] == list(plan.provider.allowed_audiences)
+    assert provider_body["oidc"]["issuerUri"] == plan.provider.issuer_uri
+    assert provider_body["attributeCondition"] == plan.provider.attribute_condition
+    assert provider_body["attributeMapping"] == plan.provider.mapping
+    bodies = _sent_by_gcloud(next(c for c in commands if "service-accounts add-iam-policy-binding" in c), tmp_path_factory.mktemp("gcloud"))
+    members = [m for body in bodies for b in body.get("policy", {}).get("bindings", []) for m in b["members"]]
+    assert members == [plan.member]
+
+
+@pytest.mark.skipif(TERRAFORM is None, reason="terraform is not installed")
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(values=st.lists(st.text(alphabet=st.sampled_from(list("${}%~\"\\\n ab")), max_size=16), min_size=1, max_size=20))
+@example(values=["${var.x}", "%{if true}x%{endif}", "$${literal}", "\\", '"', "a\nb", "$", "%", "{"])
+def test_every_value_reaches_terraform_whole(tmp_path_factory, values):
+    """setup_plan.hcl_string's quoting, read back by terraform console: no interpolation, no escape lost."""
+    directory = tmp_path_factory.mktemp("terraform")
+    (directory / "main.tf").write_text("locals {\n  values = [" + ", ".join(setup_plan.hcl_string(v) for v in values) + "]\n}\n")
+    shown = subprocess.run([TERRAFORM, "console"], input="jsonencode(local.values)\n", cwd=directory, capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(json.loads(shown.stdout.strip().splitlines()[-1])) == values
