@@ -94,6 +94,11 @@ class Dir:
             top = self._open(name)
         except FileNotFoundError:
             return
+        except PipeError:
+            try:  # a directory the run container made 000: its owner may open it once it has its access back
+                top = Dir(_open_below(self, name), self.path / name)
+            except OSError:
+                raise PipeError(f"Cannot remove {self.path / name}: remove it by hand (`rm -rf {self.path / name}`).") from None
         _empty(top)
         top.close()
         os.rmdir(name, dir_fd=self.fd)
@@ -145,7 +150,7 @@ def _empty(top: Dir) -> None:
             if below is not None:
                 status = os.fstat(current.fd)
                 try:
-                    child = Dir(os.open(below, _DIRECTORY, dir_fd=current.fd), current.path / below)
+                    child = Dir(_open_below(current, below), current.path / below)
                 except OSError as error:
                     raise PipeError(f"Cannot remove {current.path / below} ({error.strerror}): remove it by hand.") from None
                 trail.append((below, (status.st_dev, status.st_ino)))
@@ -162,26 +167,51 @@ def _empty(top: Dir) -> None:
                 raise PipeError(f"{top.path} changed while the pipe removed it: remove it by hand (`rm -rf {top.path}`).")
             current.close()
             current = Dir(up, current.path.parent)
-            os.rmdir(name, dir_fd=current.fd)
+            try:
+                os.rmdir(name, dir_fd=current.fd)
+            except PermissionError:  # a parent made 0500
+                os.fchmod(current.fd, stat.S_IMODE(os.fstat(current.fd).st_mode) | 0o700)
+                os.rmdir(name, dir_fd=current.fd)
     finally:
         current.close()
 
 
 def _first_directory(current: Dir) -> str | None:
-    """Unlink every non-directory in `current`; the first directory left, or None when it is empty."""
+    """Unlink every non-directory in `current`; the first directory left, or None when it is empty. A mode the run
+    container set (a directory it made 0500) is ours to change back: root needs no such help, other users do."""
     try:
         names = current.names()
-    except PermissionError:  # a mode the run container set: ours to change back
+    except PermissionError:
         os.fchmod(current.fd, 0o700)
         names = current.names()
     for name in names:
         try:
-            os.unlink(name, dir_fd=current.fd)
+            _unlink(current, name)
         except FileNotFoundError:
             continue
-        except (IsADirectoryError, PermissionError):
+        except IsADirectoryError:
             return name
     return None
+
+
+def _unlink(current: Dir, name: str) -> None:
+    try:
+        os.unlink(name, dir_fd=current.fd)
+    except PermissionError:
+        if stat.S_ISDIR(os.stat(name, dir_fd=current.fd, follow_symlinks=False).st_mode):
+            raise IsADirectoryError(name) from None  # some file systems answer EPERM for a directory
+        os.fchmod(current.fd, stat.S_IMODE(os.fstat(current.fd).st_mode) | 0o700)
+        os.unlink(name, dir_fd=current.fd)
+
+
+def _open_below(current: Dir, name: str) -> int:
+    """A directory below `current`, never through a link; one the run container made 000 is given back its owner's
+    access first (O_NOFOLLOW still refuses a link put in its place meanwhile)."""
+    try:
+        return os.open(name, _DIRECTORY, dir_fd=current.fd)
+    except PermissionError:
+        os.chmod(name, 0o700, dir_fd=current.fd)
+        return os.open(name, _DIRECTORY, dir_fd=current.fd)
 
 
 @contextmanager

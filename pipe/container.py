@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 from docker import errors as docker_errors
 
-from pipe import bitbucket, clone_dirs, diagnose, redact, retry, untrusted
+from pipe import bitbucket, clone_dirs, diagnose, redact, retry, shown, untrusted
 from pipe.errors import PipeError
 from pipe.parsers import Image
 
@@ -39,16 +39,16 @@ def connect(timeout: int = 60) -> docker.DockerClient:
         client = docker.from_env(timeout=timeout)
         client.ping()
     except docker_errors.DockerException as error:
-        raise PipeError(NEEDS_DOCKER.format(detail=f" ({redact.redact(str(error))})")) from None
+        raise PipeError(NEEDS_DOCKER.format(detail=f" ({redact.redact(untrusted.text(str(error), 300))})")) from None
     return client
 
 
 def pull(client: docker.DockerClient, image: Image, auth: dict | None, principal: str, policy: retry.RetryPolicy) -> None:
     """Pull with the registry token (pipe.registry.daemon_auth); transient failures are retried within the same
     budget as Google's calls, the rest explained at once."""
-    tries = retry.Attempts(policy, f"Pulling {image.reference}")
+    tries = retry.Attempts(policy, f"Pulling {image.display}")
     for attempt in tries:
-        log.info(f"Pulling {image.reference}")
+        log.info(f"Pulling {image.display}")
         try:
             _pull_once(client, image, auth)
             return
@@ -183,13 +183,13 @@ def _create(client: docker.DockerClient, image: Image, network: str | None, dock
 
 
 def _refusal(explanation: str, network: str | None) -> str:
-    explanation = redact.redact(explanation)
+    explanation = redact.redact(" ".join(untrusted.text(explanation, 300).split()))
     # A user-namespaced daemon refuses host networking itself; an authorization plugin (asked first) may refuse it too.
     if "user namespaces are enabled" in explanation or (network == "host" and "authorization denied" in explanation):
-        return (f"The docker service refused NETWORK: {network} ({explanation}): Bitbucket's docker service does not share "
-                "its host's network; remove NETWORK and reach the step's services at host.docker.internal:<port>.")
+        return (f"The docker service refused NETWORK: {shown.clipped(network or '')} ({explanation}): Bitbucket's docker service "
+                "does not share its host's network; remove NETWORK and reach the step's services at host.docker.internal:<port>.")
     if network and re.search(r"network \S+ not found", explanation):
-        return f"NETWORK is '{network}', but the docker service has no such network: create it first, or remove NETWORK."
+        return f"NETWORK is {shown.echo(network)}, but the docker service has no such network: create it first, or remove NETWORK."
     return f"The docker service refused to create the run container: {explanation}"
 
 

@@ -66,8 +66,10 @@ def _project(failure: Failure, context: Context) -> str | None:
     return image.project if image else None
 
 
-def _in(project: str | None) -> str:
-    return f"project {project}" if project else "the project that owns the image"
+def _in(project: str | None, context: Context | None = None) -> str:
+    if project:
+        return f"project {project}"
+    return "the project that owns the image" if context is None or context.image else "the project"
 
 
 def _service_disabled(failure: Failure, context: Context) -> str:
@@ -96,7 +98,7 @@ def _vpc_service_controls(failure: Failure, context: Context) -> str:
     uid = failure.get("uid")
     return (
         f"VPC Service Controls refused the request to {failure.service}: a service perimeter around "
-        f"{_in(_project(failure, context))} does not admit this step (Google: {said(failure)}). IAM grants cannot fix this: "
+        f"{_in(_project(failure, context), context)} does not admit this step (Google: {said(failure)}). IAM grants cannot fix this: "
         f"ask the perimeter's administrator for an ingress rule that admits {context.identity} to "
         f"{failure.get('service', 'the service')}{f' (unique ID {uid} finds the denial in the audit logs)' if uid else ''}, "
         "or run the step from inside the perimeter."
@@ -187,17 +189,19 @@ REASONS = {
 }
 
 
-def transient(failure: Failure, what: str | None = None) -> str:
-    """Google's or the registry's own trouble that outlasted the retries: not the user's configuration."""
-    what = what or failure.service
+def transient(failure: Failure, pulling: str | None = None) -> str:
+    """Google's or the registry's own trouble, or the network's, that outlasted the retries: not the user's configuration."""
     if failure.transient == retry.THROTTLED:
+        who = f"{failure.service}, serving {pulling}," if pulling else failure.service
         return (
-            f"{what} is rate-limiting these requests ({said(failure)}) even after retries: this is Google's quota for these "
-            "requests, not your configuration; rerun the step, spread out parallel steps, or ask for more quota "
-            f"(IAM & Admin → Quotas in the Google Cloud console); {RETRY_BUDGET}."
+            f"{who} is rate-limiting these requests ({said(failure)}) even after retries: this is "
+            f"{'the registry' if pulling else 'Google'}'s quota, not your configuration; rerun the step, spread out "
+            f"parallel steps, or ask for more quota (IAM & Admin → Quotas in the Google Cloud console); {RETRY_BUDGET}."
         )
-    cause = "the network between the step and it failed" if failure.transient == retry.NETWORK else "this is on Google's side"
-    return f"{what} is unavailable ({said(failure)}) even after retries: {cause}, not your configuration; rerun the step; {RETRY_BUDGET}."
+    cause = ("the network between the step and it failed" if failure.transient == retry.NETWORK else
+             "the registry was unavailable" if pulling else "this is on Google's side")
+    what = f"Pulling {pulling} kept failing" if pulling else f"{failure.service} is unavailable"
+    return f"{what} ({said(failure)}) even after retries: {cause}, not your configuration; rerun the step; {RETRY_BUDGET}."
 
 
 def _explain(failure: Failure, context: Context, rules) -> str:
@@ -451,7 +455,7 @@ def pull_error(text: str, image: Image, principal: str, transient: str | None = 
 def manifest_error(status: int, image: Image, principal: str) -> str:
     """The registry's answer when the doctor reads IMAGE's manifest with the pull token."""
     code = {401: "UNAUTHORIZED", 403: "DENIED", 404: "MANIFEST_UNKNOWN"}.get(status, "")
-    failure = Failure("the registry", status, code, message=f"HTTP {status} for the manifest of {image.reference}",
+    failure = Failure("the registry", status, code, message=f"HTTP {status} for the manifest of {image.display}",
                       transient=retry.of_status(status))
     return _registry_line(failure, Context(image=image, principal=principal))
 
@@ -461,8 +465,8 @@ def _registry_line(failure: Failure, context: Context) -> str:
     failure.service = _registry_name(host) if failure.service == "the registry" else failure.service
     explained = _explain(failure, context, _REGISTRY_RULES)
     if failure.transient and explained == transient(failure):
-        explained = transient(failure, f"Pulling {context.image.reference}")
-    return _line(explained or f"Pulling {context.image.reference} failed ({said(failure)}): check IMAGE, and {DOCTOR}.")
+        explained = transient(failure, context.image.display)
+    return _line(explained or f"Pulling {context.image.display} failed ({said(failure)}): check IMAGE, and {DOCTOR}.")
 
 
 def _registry_name(host: str) -> str:
@@ -504,12 +508,12 @@ def _repository_denied(failure: Failure, context: Context) -> str | None:
         own_host = (repo.repository if repo.repository.endswith("gcr.io") else f"{repo.location}-docker.pkg.dev") if repo else (
             "LOCATION-docker.pkg.dev")
         return (
-            f"Artifact Registry received no credentials for {context.image.reference} (Google: {said(failure)}): the pipe "
+            f"Artifact Registry received no credentials for {context.image.display} (Google: {said(failure)}): the pipe "
             f"hands the Docker daemon a registry token for {context.image.host} only, so the pull reached the registry by "
             f"another host or through a mirror or proxy that drops credentials; IMAGE must name the repository's own host "
             f"({own_host}). Check the repository exists with {exists}, and that {context.identity} may read it: {grant}.")
     return (
-        f"{context.identity} may not pull {context.image.reference}: Artifact Registry denied {found['perm']} on "
+        f"{context.identity} may not pull {context.image.display}: Artifact Registry denied {found['perm']} on "
         f"{found['res']}, which also means the repository may not exist. Check it with {exists}: NOT_FOUND means fix the "
         f"project, location or repository in IMAGE; if it exists, grant it with {grant} ({PROPAGATION}).")
 
@@ -552,19 +556,19 @@ def _unauthorized(failure: Failure, context: Context) -> str | None:
     host = context.image.host
     if not google_registries.is_google(host):
         return (
-            f"The registry did not accept the Google access token for {context.image.reference} ({said(failure)}): {host} "
+            f"The registry did not accept the Google access token for {context.image.display} ({said(failure)}): {host} "
             "is not a Google registry and does not take Google tokens; remove it from REGISTRIES or push the image to "
             "Artifact Registry.")
     if "permission" in failure.message.lower():  # Container Registry's "you don't have the needed permissions"
         repo = _image_repository(failure, context)
         grant = f": `{_grant(repo, 'roles/artifactregistry.reader', context)}`" if repo else ""
         return (
-            f"The registry refused {context.identity} for {context.image.reference} ({said(failure)}): most likely it may "
+            f"The registry refused {context.identity} for {context.image.display} ({said(failure)}): most likely it may "
             f"not read the repository (grant roles/artifactregistry.reader{grant}); if it may, the token was refused: keep "
             f"{CLOUD_PLATFORM} in ACCESS_TOKEN_SCOPES.")
     federated = context.identity.startswith("principal")
     return (
-        f"The registry did not accept the Google access token for {context.image.reference} ({said(failure)}): "
+        f"The registry did not accept the Google access token for {context.image.display} ({said(failure)}): "
         + (f"with direct federation the token is {context.identity}'s, which {host} accepts only where that principalSet "
            "has roles/artifactregistry.reader, or set SERVICE_ACCOUNT to pull as a service account; " if federated else "")
         + f"keep {CLOUD_PLATFORM} in ACCESS_TOKEN_SCOPES; a token that expired during a long pull is replaced when you "
@@ -580,16 +584,16 @@ def _missing(failure: Failure, context: Context) -> str | None:
                  if named and google_registries.is_repository(named) else "")
         return (
             f"Artifact Registry has no repository {missing['repo']} in {_in(repo.project if repo else None)}"
-            f"{f', location {repo.location}' if repo else ''} (Google: {said(failure)}): IMAGE {image.reference} names a "
+            f"{f', location {repo.location}' if repo else ''} (Google: {said(failure)}): IMAGE {image.display} names a "
             f"repository that does not exist there; fix the repository in IMAGE or create the repository{check}.")
     if failure.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN") or "not found" in failure.message:
         listing = f": `{found}` lists what exists" if (found := gcloud.images_list(image.host, image.path)) else ""
-        return f"Image {image.reference} was not found: check the tag or digest in IMAGE{listing} (Google: {said(failure)})."
+        return f"Image {image.display} was not found: check the tag or digest in IMAGE{listing} (Google: {said(failure)})."
     if failure.code == "BLOB_UNKNOWN":
-        return (f"The registry lists {image.reference} but lacks one of its layers (Google: {said(failure)}): the image was "
+        return (f"The registry lists {image.display} but lacks one of its layers (Google: {said(failure)}): the image was "
                 "deleted in part or pushed incompletely; push it again, or point IMAGE at another tag or digest.")
     if failure.code in ("NAME_INVALID", "TAG_INVALID") or "invalid reference format" in failure.message or "must match" in failure.message:
-        return (f"The registry refused the name {image.reference} (Google: {said(failure)}): fix IMAGE; on Artifact Registry "
+        return (f"The registry refused the name {image.display} (Google: {said(failure)}): fix IMAGE; on Artifact Registry "
                 "it is LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE[:TAG], lowercase.")
     return None
 
@@ -599,7 +603,7 @@ def _storage(failure: Failure, context: Context) -> str | None:
     code = failure.get("storage_code")
     if not code:
         return None
-    image = context.image.reference
+    image = context.image.display
     if code in ("NoSuchKey", "NoSuchBucket", "NotFound"):
         return (f"Cloud Storage has no longer one of {image}'s layers ({code}; Google: {said(failure)}): the image was deleted "
                 "in part or its bucket removed; push the image again, or point IMAGE at another tag or digest.")
@@ -630,7 +634,7 @@ def _storage_permission(failure: Failure, context: Context) -> str | None:
 def _platform(failure: Failure, context: Context) -> str | None:
     if "no matching manifest for" not in failure.message and "cannot be used on this platform" not in failure.message:
         return None
-    return (f"{context.image.reference} has no variant for the docker service's platform (Google: {said(failure)}): "
+    return (f"{context.image.display} has no variant for the docker service's platform (Google: {said(failure)}): "
             "Bitbucket's cloud steps are linux/amd64; push a linux/amd64 (or multi-platform) image and point IMAGE at it.")
 
 
@@ -644,7 +648,7 @@ def _legacy_v1(failure: Failure, context: Context) -> str | None:
     image = context.image
     check = f" (`{found}`)" if (found := gcloud.images_list(image.host, image.path)) else ""
     return (
-        f"The registry has no image at {image.reference} (Google: {said(failure)}): the daemon fell back to the retired v1 "
+        f"The registry has no image at {image.display} (Google: {said(failure)}): the daemon fell back to the retired v1 "
         f"protocol because the v2 lookup failed. Most likely IMAGE names an image or tag that does not exist; check it"
         f"{check}; if it does exist, the registry had a passing fault: rerun the step ({RETRY_BUDGET}).")
 
@@ -655,7 +659,7 @@ def _token_fetch(failure: Failure, context: Context) -> str | None:
         return None
     host = failure.get("host") or context.image.host
     return (
-        f"The registry refused an anonymous pull of {context.image.reference} (Google: {said(failure)}): the credentials did "
+        f"The registry refused an anonymous pull of {context.image.display} (Google: {said(failure)}): the credentials did "
         f"not reach {host}, which happens when the image (or a base image it names) is in another project or on another "
         f"host; IMAGE must name the repository's own host, and {context.identity} needs roles/artifactregistry.reader on "
         "every repository the image comes from.")

@@ -160,7 +160,7 @@ def check_image(run: _Run) -> Check:
     except PipeError as error:
         return Check(name, False, error.message)
     if status == 200:
-        return Check(name, True, f"{image.reference} exists and {run.minted.principal} may read it")
+        return Check(name, True, f"{image.display} exists and {run.minted.principal} may read it")
     return Check(name, False, diagnose.manifest_error(status, image, run.minted.principal))
 
 

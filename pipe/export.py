@@ -44,7 +44,8 @@ def export_dir_or_none(cfg: Config) -> Path | None:
         return None
 
 
-def _run_dir(cfg: Config) -> Path:
+def run_dir(cfg: Config) -> Path:
+    """The run container's credential files (GOOGLE_CREDENTIALS_IN_CONTAINER), next to the export directory."""
     return export_dir(cfg).with_name(clone_dirs.RUN_DIR)
 
 
@@ -113,9 +114,9 @@ def container_credentials(cfg: Config, step_token: str, user: str | None):
     """
     owner = numeric_owner(user)
     if user and user not in ("root", "0") and owner is None:
-        log.warning(f"{cfg.image.reference} runs as user '{user}', but the credential files can only be handed to a "
+        log.warning(f"{cfg.image.display} runs as user '{user}', but the credential files can only be handed to a "
                     "numeric USER (uid or uid:gid); they stay readable by root only.")
-    target = _run_dir(cfg)
+    target = run_dir(cfg)
     with clone_dirs.parent_of(cfg.clone_dir, target) as parent:
         try:
             with ExitStack() as stack:
@@ -128,7 +129,7 @@ def container_credentials(cfg: Config, step_token: str, user: str | None):
                     directory.write(name, _formatted(config))
                 if owner:
                     for name in names:
-                        _chown(directory, name, owner, user, cfg.image.reference)
+                        _chown(directory, name, owner, user, cfg.image.display)
             mounts = {str(target / name): {"bind": f"{INSIDE}/{name}", "mode": "ro"} for name in names}
             environment = pipe_cred_config.variables(cfg, INSIDE)
             if cfg.project_id:
@@ -146,4 +147,5 @@ def _chown(directory: clone_dirs.Dir, name: str, owner: tuple[int, int], user: s
             raise
         raise PipeError(f"{image} runs as USER {user}, which the Docker daemon's user namespace does not map, so the "
                         f"credential files cannot be handed to it (chown: {error.strerror}): run the image as a uid the "
-                        "daemon maps (such as 1000 or root), or leave GOOGLE_CREDENTIALS_IN_CONTAINER off.") from None
+                        "daemon maps (0 to 65535 on Bitbucket's docker service; root always works), or leave "
+                        "GOOGLE_CREDENTIALS_IN_CONTAINER off.") from None

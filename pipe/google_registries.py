@@ -13,7 +13,7 @@ _SUFFIXES = (".pkg.dev", ".gcr.io")  # *-docker.pkg.dev, *.pkg.dev, us.gcr.io, m
 _ARTIFACT_REGISTRY_HOST = re.compile(r"(?P<location>[a-z][a-z0-9-]{0,40}[a-z0-9])-docker\.pkg\.dev")
 # What gcloud takes as a project (an ID, a domain-scoped ID or a number) and as a repository: text that names an
 # image may hold placeholders (`<PROJECT_ID>`, `{PROJECT}`), which are no repository at all.
-_PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{4,20}")
+_PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20}")
 _REPOSITORY = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
 _LOCATION = re.compile(r"[a-z][a-z0-9-]{0,40}[a-z0-9]")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from bitbucket_pipes_toolkit import Pipe
 
-from pipe import clone_dirs, config, logs, oidc, parsers, redact, shown
+from pipe import clone_dirs, config, logs, oidc, parsers, redact, shown, urls
 from pipe.errors import PipeError
 
 PIPE_YML = Path(__file__).resolve().parent.parent / "pipe.yml"
@@ -145,7 +145,7 @@ class KeylessPipe(Pipe):
 
         token = registry.pull_token(cfg.image, service, minted.access_token, minted.principal, http)
         container.pull(client, cfg.image, registry.daemon_auth(token), minted.principal, http.policy)
-        self.success(f"Pulled {cfg.image.reference}.")
+        self.success(f"Pulled {cfg.image.display}.")
 
     def _run(self, cfg: config.Config, step: oidc.StepToken, client) -> None:
         from pipe import container, export
@@ -158,6 +158,8 @@ class KeylessPipe(Pipe):
                 user = container.image_user(client, cfg.image)
                 shared, google_env = scope.enter_context(export.container_credentials(cfg, step.value, user))
                 mounts.update(shared)
+                # The same files sit in the clone, which the container mounts read-write: only the read-only binds show them.
+                mounts.update(scope.enter_context(container.hidden(export.run_dir(cfg), cfg.clone_dir)))
                 environment.update(google_env)
             status = container.run(
                 client, cfg.image, script=cfg.script, command=cfg.command, environment=environment,
@@ -165,8 +167,8 @@ class KeylessPipe(Pipe):
                 network=cfg.network, docker_host_internal=cfg.docker_host_internal,
             )
         if status != 0:
-            raise PipeError(f"The script in {cfg.image.reference} exited with code {status}.", exit_code=status)
-        self.success(f"The script in {cfg.image.reference} succeeded.")
+            raise PipeError(f"The script in {cfg.image.display} exited with code {status}.", exit_code=status)
+        self.success(f"The script in {cfg.image.display} succeeded.")
 
     def _export(self, cfg: config.Config, step: oidc.StepToken, minted, id_token) -> None:
         if not cfg.export_credentials:
@@ -187,7 +189,8 @@ def _transport(cfg: config.Config):
 
     headers = {"X-Goog-Request-Reason": cfg.request_reason} if cfg.request_reason else {}
     policy = retry.RetryPolicy(attempts=cfg.retry_attempts, budget=cfg.retry_max_time, timeout=cfg.request_timeout)
-    return transport.Transport(policy, headers=headers)
+    google = frozenset(urls.parse(root).netloc for root in (cfg.sts_endpoint, cfg.iam_endpoint))  # not the registries
+    return transport.Transport(policy, headers=headers, header_hosts=google)
 
 
 def _metadata() -> dict:

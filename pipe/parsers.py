@@ -158,6 +158,11 @@ class Image:
             return f"{self.repository}@{self.digest}"
         return f"{self.repository}:{self.tag or 'latest'}"
 
+    @property
+    def display(self) -> str:
+        """The reference as a line shows it: at most 80 characters, or hidden when part of it could be a secret."""
+        return "the image (its name looks like a secret)" if shown.looks_secret(self.reference) else shown.clipped(self.reference)
+
 
 IMAGE_FORM = "an image reference such as us-docker.pkg.dev/my-project/my-repo/builder:1.4 or …@sha256:<64 hex>"
 
@@ -271,10 +276,12 @@ def id_token_audience(name: str, value: str) -> str:
         if _CLIENT_ID_RE.fullmatch(text):
             return text
         url = urls.parse(text)
-        if url is not None:
+        if url is not None and url.scheme == "https":
             return str(url)
     if len(text) > TEXT_LIMIT:
         why = f"at most {TEXT_LIMIT} characters"
+    elif text.lower().startswith("http://"):
+        why = "https only: Cloud Run, Cloud Functions and IAP serve https"
     elif text.lower().endswith(".apps.googleusercontent.com"):
         why = "a client ID is <digits>-<lowercase letters and digits>.apps.googleusercontent.com"
     else:

@@ -178,7 +178,7 @@ def manifest(image: Image, registry_token: str | None, transport) -> int:
     reference = image.digest or image.tag or "latest"
     url = f"{registry_url(image.host).removesuffix('/v2/')}/v2/{image.path}/manifests/{reference}"
     headers = {"Accept": _MANIFESTS} | ({"Authorization": f"Bearer {registry_token}"} if registry_token else {})
-    return _get(transport, url, f"read {image.reference}'s manifest", headers, method="HEAD").status
+    return _get(transport, url, f"read {image.display}'s manifest", headers, method="HEAD").status
 
 
 def _get(transport, url: str, purpose: str, headers: dict | None = None, method: str = "GET"):

@@ -27,10 +27,13 @@ _GOOGLE_KIND = {
 }
 # The Docker daemon reports a failed pull as text: the registry's error code (OCI distribution spec), an HTTP status it
 # did not expect, or Go's network errors. Each pattern is linear (no nested repetition) and runs on bounded text.
-_DAEMON_THROTTLED = re.compile(r"toomanyrequests|too many requests|\b429\b|rate ?limit|quota exceeded", re.IGNORECASE)
+# An HTTP status, as the daemon and Go write one ("HTTP 503", "status: 503", "Status 503", "status code 503"): never a
+# bare number, which may be part of a name (a project acme-500, a tag 1.429).
+_STATUS = r"(?:\bHTTP/?[0-9.]* |\b[Ss]tatus(?: code)?:? |\bcode:? )"
+_DAEMON_THROTTLED = re.compile(rf"toomanyrequests|too many requests|{_STATUS}429\b|rate ?limit|quota exceeded", re.IGNORECASE)
 _DAEMON_UNAVAILABLE = re.compile(  # `unavailable:` is how the daemon writes the OCI code UNAVAILABLE
-    r"\b(?:408|500|502|503|504)\b|service unavailable|bad gateway|gateway time-?out|internal server error|(?<![\w-])unavailable:",
-    re.IGNORECASE)
+    rf"{_STATUS}(?:408|500|502|503|504)\b|service unavailable|bad gateway|gateway time-?out|internal server error|"
+    r"request timeout|(?<![\w-])unavailable:", re.IGNORECASE)
 _DAEMON_NETWORK = re.compile(
     r"\bEOF\b|i/o timeout|Client\.Timeout exceeded|TLS handshake timeout|connection reset|connection refused|"
     r"broken pipe|context deadline exceeded|request canceled|server sent GOAWAY|stream error|timeout awaiting|"
@@ -71,8 +74,8 @@ class RetryPolicy:
         """The pause after failed try number `attempt` (1-based)."""
         # Retry-After in seconds only (ASCII digits: '²'.isdigit() is True but float('²') fails);
         # the HTTP-date form is rare on Google APIs and falls back to backoff.
-        if retry_after and re.fullmatch(r"[0-9]{1,6}", retry_after.strip()):
-            return min(float(retry_after), self.cap)
+        if retry_after and re.fullmatch(r"[0-9]{1,20}", retry_after.strip()):  # a longer wait than the cap still waits the cap
+            return min(float(retry_after.strip()), self.cap)
         pause = random.uniform(0, min(self.cap, self.base * 2 ** (attempt - 1)))  # full jitter
         return max(pause, self.throttled) if kind == THROTTLED else pause
 

@@ -102,7 +102,7 @@ def build(cfg: Config, step: StepToken, restrict: Restriction) -> Plan:
         grant = RepositoryGrant(target.project, target.location, target.repository, AR_READER, reader)
     elif cfg.image:
         notes.append(
-            f"IMAGE {cfg.image.reference} is not an Artifact Registry path (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE): "
+            f"IMAGE {cfg.image.display} is not an Artifact Registry path (LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE): "
             f"grant {AR_READER} on its repository to {reader} yourself."
         )
     else:

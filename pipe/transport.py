@@ -14,6 +14,7 @@ manifests), as google-auth's Request: bounded, quiet about secrets, never redire
 """
 
 import base64
+import http.client
 import logging
 import re
 import socket
@@ -239,16 +240,21 @@ _PERMANENT = (requests.exceptions.SSLError, requests.exceptions.InvalidURL, requ
 
 
 class Transport(google_requests.Request):
+    """`headers` go only to `header_hosts` (REQUEST_REASON is for Google's audit logs, not a registry's)."""
+
     def __init__(self, policy: retry.RetryPolicy | None = None, headers: dict | None = None, sleep=time.sleep,
-                 clock=time.monotonic):
+                 clock=time.monotonic, header_hosts: frozenset[str] | None = None):
         self.policy = policy or retry.RetryPolicy()
         self.headers = headers or {}
+        self.header_hosts = header_hosts
         self.sleep, self.clock = sleep, clock
         self._proxied, self._direct = _session(trust_env=True), _session(trust_env=False)
         super().__init__(self._proxied)
 
     def __call__(self, url, method="GET", body=None, headers=None, timeout=None, **kwargs) -> Answer:
-        headers = {**(headers or {}), **self.headers}
+        parsed = urls.parse(url)
+        ours = self.header_hosts is None or (parsed is not None and parsed.netloc in self.header_hosts)
+        headers = {**(headers or {}), **(self.headers if ours else {})}
         _register_credentials(headers)
         register_secrets(body)
         tries = retry.Attempts(self.policy, describe(url), self.clock, self.sleep)
@@ -284,6 +290,9 @@ class Transport(google_requests.Request):
             except requests.exceptions.RequestException as error:
                 if deadline.expired:
                     raise TimedOut(f"timed out: no complete answer within {seconds:.3g}s") from None
+                if _header_overflow(error):
+                    raise Refused(f"{what} answered with more headers, or a longer header line, than any real answer "
+                                  f"({MAX_HEADERS} lines of at most 64 KB)") from None
                 if isinstance(error, _PERMANENT) or not isinstance(error, _TRANSIENT):
                     raise exceptions.TransportError(_reason(error)) from error
                 problem = "timed out" if isinstance(error, requests.exceptions.Timeout) else "connection failed"
@@ -294,6 +303,19 @@ class Transport(google_requests.Request):
                 raise Dropped(f"connection failed ({type(error).__name__})") from error
         register_secrets(answer.data)
         return answer
+
+
+def _header_overflow(error: BaseException) -> bool:
+    """http.client refuses a 101st header line or one over 64 KB before the answer is handed over: that is the
+    answer's size, not a network fault, so it is refused rather than retried."""
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, http.client.LineTooLong) or (
+                isinstance(error, http.client.HTTPException) and "got more than" in str(error)):
+            return True
+        error = error.__cause__ or error.__context__ or (error.args[0] if error.args and isinstance(error.args[0], BaseException) else None)
+        seen += 1
+    return False
 
 
 _USERINFO = re.compile(r"(?<=//)[^/@\s]{0,256}@")

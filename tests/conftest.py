@@ -17,6 +17,19 @@ APP_IMAGE = "127.0.0.1:5000/acme-ci/private/app:1"
 OTHER_IMAGE = "127.0.0.1:5000/acme-ci/secret/tool:1"  # a repository nobody is granted
 
 
+@pytest.fixture(autouse=True)
+def known_secrets():
+    """Each test starts with the secrets it registers itself: redaction's set is process-wide, and a secret an earlier
+    test registered (any 16 of its characters are redacted) must not change what a later test sees."""
+    from pipe import redact
+
+    saved = set(redact._secrets)
+    yield
+    redact._secrets.clear()
+    redact._secrets.update(saved)
+    redact._compiled = None
+
+
 @pytest.fixture(scope="session")
 def emulator():
     """The one in-process emulator of Google's endpoints for tests that need no Docker (the e2e stack runs its own

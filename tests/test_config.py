@@ -174,3 +174,19 @@ def test_sources_say_who_chose_each_setting():
         "IAM_CREDENTIALS_ENDPOINT": "GOOGLE_OIDC_CONFIG_FILE's universe_domain",
     }
     assert load().sources == {"WORKLOAD_IDENTITY_PROVIDER": "WORKLOAD_IDENTITY_PROVIDER"}
+
+
+def test_retry_and_timeout_defaults_and_bounds():
+    """RETRY_MAX_ATTEMPTS 1-10 (default 5), RETRY_MAX_TIME 1-3600 s (default 120 s), REQUEST_TIMEOUT 1-600 s (default 30 s)."""
+    base = {"WORKLOAD_IDENTITY_PROVIDER": "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"}
+    cfg = config.load(base, Path("/b"))
+    assert (cfg.retry_attempts, cfg.retry_max_time, cfg.request_timeout) == (5, 120, 30)
+    edges = {"RETRY_MAX_ATTEMPTS": ("1", "10", "0", "11"), "RETRY_MAX_TIME": ("1s", "3600s", "0s", "3601s"),
+             "REQUEST_TIMEOUT": ("1", "600s", "0", "601s")}
+    fields = {"RETRY_MAX_ATTEMPTS": "retry_attempts", "RETRY_MAX_TIME": "retry_max_time", "REQUEST_TIMEOUT": "request_timeout"}
+    for name, (low, high, below, above) in edges.items():
+        assert getattr(config.load({**base, name: low}, Path("/b")), fields[name]) == int(low.rstrip("s"))
+        assert getattr(config.load({**base, name: high}, Path("/b")), fields[name]) == int(high.rstrip("s"))
+        for refused in (below, above, "ten", "5m"):
+            with pytest.raises(PipeError, match=name):
+                config.load({**base, name: refused}, Path("/b"))

@@ -1,6 +1,7 @@
 """End-to-end: the real pipe image, run as Bitbucket runs it, against a real daemon and registry and the
 Google emulator. Every run is also scanned for leaked tokens (harness.Stack.run_pipe)."""
 
+import docker
 import pytest
 
 from pipe import service_accounts
@@ -154,6 +155,60 @@ def test_script_exit_code_is_propagated_and_container_removed(live_stack, world,
     assert "before" in run.stdout and "never" not in run.stdout
     assert "exited with code 7" in run.stdout
     assert not live_stack.run_containers(clone)
+
+
+def test_a_script_stops_at_its_first_failing_line(live_stack, world, clone):
+    """`sh -e`: a failing command that is not the last line ends the script, with its status."""
+    run = live_stack.run_pipe(clone, variables(
+        world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE,
+        SCRIPT="echo first > first.txt\nfalse\necho second > second.txt",
+    ), step_token(world))
+    assert run.exit_code == 1
+    assert (clone / "first.txt").is_file() and not (clone / "second.txt").exists()
+    assert "exited with code 1" in run.stdout
+
+
+def test_run_without_a_script_runs_the_images_command(live_stack, world, clone, tmp_path):
+    from tests.test_e2e_credentials import build_image
+
+    image = build_image(live_stack, tmp_path, 'CMD ["sh", "-c", "echo the-image-cmd > cmd.txt"]', "with-cmd")
+    run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=image,
+                                               ACTION="run"), step_token(world))
+    assert run.exit_code == 0, run.output
+    assert (clone / "cmd.txt").read_text() == "the-image-cmd\n"
+
+
+def test_network_none_and_a_user_defined_network(live_stack, world, clone):
+    """NETWORK none gives the container loopback only; a user-defined network gives it that network's interface."""
+    network = live_stack.dc.networks.create(f"keyless-test-{clone.parent.name[-20:]}", driver="bridge")
+    try:
+        for name, expect in (("none", "lo"), (network.name, "eth0")):
+            run = live_stack.run_pipe(clone, variables(
+                world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, NETWORK=name,
+                SCRIPT="ls /sys/class/net | tr '\\n' ' ' | sed 's/^/IFACES[/;s/$/]/'; echo",
+            ), step_token(world))
+            assert run.exit_code == 0, run.output
+            interfaces = run.stdout.split("IFACES[", 1)[1].split("]", 1)[0].split()
+            assert expect in interfaces and (name != "none" or interfaces == ["lo"]), interfaces
+    finally:
+        network.remove()
+
+
+def test_setup_and_doctor_change_nothing_and_run_nothing(live_stack, world, clone):
+    """With IMAGE, SCRIPT, COMMAND and EXPORT_CREDENTIALS all set: no pull, no container, no file, no script."""
+    storage = clone / ".bitbucket/pipelines/generated/pipeline/pipes/keyless-gcp/google-cloud-keyless"
+    live_stack.forget_image(APP_IMAGE)
+    for action in ("setup", "doctor"):
+        run = live_stack.run_pipe(clone, variables(
+            world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, ACTION=action, EXPORT_CREDENTIALS="true",
+            SCRIPT="echo ran > ran.txt", BITBUCKET_PIPE_STORAGE_DIR=str(storage),
+        ), step_token(world))
+        assert run.exit_code == 0, run.output
+        assert sorted(p.name for p in clone.iterdir()) == [], list(clone.iterdir())
+        assert not live_stack.run_containers(clone)
+        with pytest.raises(docker.errors.ImageNotFound):
+            live_stack.dc.images.get(APP_IMAGE)
+    assert [r.route for r in live_stack.emulator.requests if r.route in ("sts", "iam")]  # the doctor did ask Google
 
 
 def test_command_exec_form(live_stack, world, clone):

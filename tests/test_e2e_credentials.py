@@ -22,15 +22,20 @@ pytestmark = pytest.mark.e2e
 STORAGE = ".bitbucket/pipelines/generated/pipeline/pipes/keyless-gcp/google-cloud-keyless"
 
 
-def image_with_user(live_stack, tmp_path, user: str, name: str) -> str:
-    """busybox with `USER <user>`, pushed to the private registry; its reference there."""
-    context = tmp_path / "context"
+def build_image(live_stack, tmp_path, dockerfile: str, name: str) -> str:
+    """busybox plus the given Dockerfile lines, pushed to the private registry; its reference there."""
+    context = tmp_path / f"context-{name}"
     context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {live_stack.busybox}\nUSER {user}\n")
+    (context / "Dockerfile").write_text(f"FROM {live_stack.busybox}\n{dockerfile}\n")
     live_stack.dc.images.build(path=str(context), tag=f"local/busybox-{name}:1", rm=True)
     image = f"127.0.0.1:5000/acme-ci/private/{name}:1"
     harness.push_image(live_stack, f"local/busybox-{name}:1", image)
     return image
+
+
+def image_with_user(live_stack, tmp_path, user: str, name: str) -> str:
+    """busybox with `USER <user>`, pushed to the private registry; its reference there."""
+    return build_image(live_stack, tmp_path, f"USER {user}", name)
 
 
 def exported(clone):

@@ -167,7 +167,7 @@ def test_a_pull_that_keeps_failing_is_explained_after_the_budget(live_stack, wor
     run = live_stack.run_pipe(clone, env, step_token(world))
     assert run.exit_code == 1
     [line] = [text for text in run.stdout.splitlines() if "✖" in text]
-    assert f"Pulling {image} is unavailable" in line and "RETRY_MAX_ATTEMPTS" in line and "add-iam-policy-binding" not in line
+    assert f"Pulling {image} kept failing" in line and "RETRY_MAX_ATTEMPTS" in line and "add-iam-policy-binding" not in line
     assert run.stderr.count("retrying in") == 1  # two attempts: one retry
     assert "Traceback" not in run.output
     FIGURES["clean failures"] += 1

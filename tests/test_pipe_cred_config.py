@@ -3,6 +3,7 @@
 import base64
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -114,6 +115,35 @@ def test_export_writes_private_files_exclusively(tmp_path):
         again = export.export(cfg, "step.jwt.value", "ya29.other", None)
         assert not (tmp_path / "elsewhere").exists() and not (again / "env").is_symlink() and not (again / "fifo").exists()
         assert base64.b64encode(b"oauth2accesstoken:ya29.other").decode() in (again / "docker" / "config.json").read_text()
+
+
+def readme_env_variables() -> dict[str, str]:
+    """The README's `env` row: each variable it names, and the words before it (which say when it is written)."""
+    row = next(line for line in (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
+               if line.startswith("| `env` |"))
+    return {name: row[:row.index(f"`{name}`")] for name in re.findall(r"`([A-Z][A-Z0-9_]+)`", row)}
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ({}, {"GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", "DOCKER_CONFIG", "GOOGLE_ACCESS_TOKEN_FILE",
+          "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT", "CLOUDSDK_PROJECT", "GCLOUD_PROJECT", "GCP_PROJECT"}),
+    ({"DELEGATES": "hop-account@acme-ci.iam.gserviceaccount.com", "ID_TOKEN_AUDIENCE": "https://run.example"},
+     {"GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", "DOCKER_CONFIG", "GOOGLE_ACCESS_TOKEN_FILE",
+      "GOOGLE_ID_TOKEN_FILE", "CLOUDSDK_AUTH_IMPERSONATE_SERVICE_ACCOUNT", "CLOUDSDK_API_ENDPOINT_OVERRIDES_IAMCREDENTIALS",
+      "GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CORE_PROJECT", "CLOUDSDK_PROJECT", "GCLOUD_PROJECT", "GCP_PROJECT"}),
+    ({"SERVICE_ACCOUNT": ""}, {"GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_AUTH_CREDENTIAL_FILE_OVERRIDE", "DOCKER_CONFIG",
+                               "GOOGLE_ACCESS_TOKEN_FILE"}),  # direct federation, no PROJECT_ID: no project is known
+])
+def test_the_env_file_sets_what_the_readme_lists(tmp_path, extra, expected):
+    """Every variable of the exported env file, for each kind of export, and the README's row names each of them."""
+    env = {"WORKLOAD_IDENTITY_PROVIDER": PROVIDER, "SERVICE_ACCOUNT": SA, "BITBUCKET_CLONE_DIR": str(tmp_path), **extra}
+    cfg = config.load({k: v for k, v in env.items() if v}, tmp_path)
+    directory = export.export(cfg, "step.jwt.value", "ya29.secret-access", "id.token.value" if cfg.id_token_audience else None)
+    written = {name: value for name, value in read_env(directory).items() if name not in ("PATH", "PWD", "SHLVL", "_")}
+    assert set(written) == expected
+    assert set(written) <= set(readme_env_variables())
+    for name, value in written.items():  # each names a file the export wrote, or a value the pipe knows
+        assert (Path(value).exists() and directory in Path(value).parents) or name.endswith(("PROJECT", "ACCOUNT", "IAMCREDENTIALS"))
 
 
 # ---------------------------------------------------------------- a hostile clone
@@ -281,7 +311,7 @@ def test_a_uid_the_user_namespace_does_not_map_is_one_line(tmp_path):
         assert result.stdout.splitlines() == [
             "us-docker.pkg.dev/p/r/tool:1 runs as USER 1000, which the Docker daemon's user namespace does not map, so the "
             "credential files cannot be handed to it (chown: Invalid argument): run the image as a uid the daemon maps "
-            "(such as 1000 or root), or leave GOOGLE_CREDENTIALS_IN_CONTAINER off.",
+            "(0 to 65535 on Bitbucket's docker service; root always works), or leave GOOGLE_CREDENTIALS_IN_CONTAINER off.",
             "left: False",
         ]
 

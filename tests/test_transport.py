@@ -323,3 +323,15 @@ def _challenge_handler(header: str):
             pass
 
     return Handler
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
+def test_each_transient_status_is_retried_and_others_are_not(fake, status):
+    """Exactly 408, 429, 500, 502, 503 and 504 are tried again: a 501 or a 505 is not."""
+    for answered, tries in ((status, 2), (501, 1), (505, 1)):
+        server = _Recorder(answered)
+        try:
+            transport(fake, attempts=2)(f"{server.url}/v1/token", method="POST")
+            assert len(server.received) == tries, (answered, server.received)
+        finally:
+            server.close()
