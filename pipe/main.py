@@ -78,24 +78,21 @@ class KeylessPipe(Pipe):
         return 0
 
     def pull(self, cfg: config.Config) -> int:
-        self._prepare(cfg)
-        step, http = self._step_token(), _transport(cfg)
-        client = self._docker()
-        services = self._check_token_services(cfg, http)
-        minted, id_token = self._mint(cfg, step, http)
-        self._pull(cfg, client, services[cfg.image.host], minted, http)
-        self._export(cfg, step, minted, id_token)
-        return 0
+        return self._with_image(cfg, run=False)
 
     def run_image(self, cfg: config.Config) -> int:
+        return self._with_image(cfg, run=True)
+
+    def _with_image(self, cfg: config.Config, run: bool) -> int:
         self._prepare(cfg)
         step, http = self._step_token(), _transport(cfg)
         client = self._docker()
         services = self._check_token_services(cfg, http)
         minted, id_token = self._mint(cfg, step, http)
         self._pull(cfg, client, services[cfg.image.host], minted, http)
-        self._run(cfg, step, client)
-        self._export(cfg, step, minted, id_token)  # only now: files written earlier would sit in the clone it mounts
+        if run:
+            self._run(cfg, step, client)
+        self._export(cfg, step, minted, id_token)  # only now: files written earlier would sit in the clone a run mounts
         return 0
 
     # --- stages ---------------------------------------------------------------------------------------
