@@ -29,11 +29,22 @@ def body(service: str, data: bytes, fix: str) -> dict:
         raise _refuse(service, "the body", f"its body {error.reason}", fix) from None
 
 
+def _wrong_type(answer: dict, field: str, wanted: str) -> str:
+    """What is wrong with a field of the wrong type, the one wording every check uses: missing (absent or null, which
+    Google's JSON mapping reads alike), or what it is instead (true and false as JSON writes them)."""
+    value = answer.get(field)
+    if value is None:
+        return f"its {field} is missing"
+    if isinstance(value, bool):
+        return f"its {field} is {shown.claim(value)}, not {wanted}"
+    kind = {str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}
+    return f"its {field} is {kind.get(type(value), 'a value')}, not {wanted}"
+
+
 def token(answer: dict, field: str, service: str, fix: str) -> str:
     value = answer.get(field)
     if not isinstance(value, str):
-        problem = f"its {field} is missing" if value is None else f"its {field} is {_kind(value)}, not a string"
-        raise _refuse(service, field, problem, fix)
+        raise _refuse(service, field, _wrong_type(answer, field, "a string"), fix)
     if not value or len(value) > MAX_TOKEN or not _TOKEN.fullmatch(value):
         raise _refuse(service, field, f"its {field} is not a token ({len(value)} characters, or not printable ASCII)", fix)
     return value
@@ -46,18 +57,18 @@ def seconds(answer: dict, field: str, service: str, fix: str, required: bool = T
     if isinstance(value, str) and re.fullmatch(r"[0-9]{1,6}", value):  # OAuth allows the number as a string
         value = int(value)
     if not isinstance(value, int) or isinstance(value, bool):
-        problem = f"its {field} is missing" if value is None else f"its {field} is {_kind(value)}, not a number of seconds"
-        raise _refuse(service, field, problem, fix)
+        raise _refuse(service, field, _wrong_type(answer, field, "a number of seconds"), fix)
     if not 0 < value <= MAX_LIFETIME:
-        raise _refuse(service, field, f"its {field} is {value} s, outside 1 s to {MAX_LIFETIME // 3600} h", fix)
+        raise _refuse(service, field, f"its {field} is {shown.claim(value)} s, outside 1 s to {MAX_LIFETIME // 3600} h", fix)
     return value
 
 
 def expire_time(answer: dict, field: str, service: str, fix: str, now: datetime | None = None) -> datetime:
     value = answer.get(field)
-    if not isinstance(value, str) or not _EXPIRE_TIME.fullmatch(value):
-        problem = f"its {field} is {_kind(value)}" if not isinstance(value, str) else f"its {field} is not a time like 2026-01-31T12:00:00Z"
-        raise _refuse(service, field, problem, fix)
+    if not isinstance(value, str):
+        raise _refuse(service, field, _wrong_type(answer, field, "a time"), fix)
+    if not _EXPIRE_TIME.fullmatch(value):
+        raise _refuse(service, field, f"its {field} is not a time like 2026-01-31T12:00:00Z", fix)
     try:
         when = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     except ValueError:
@@ -66,12 +77,6 @@ def expire_time(answer: dict, field: str, service: str, fix: str, now: datetime 
     if not now - timedelta(seconds=_SLACK) < when <= now + timedelta(seconds=MAX_LIFETIME + _SLACK):
         raise _refuse(service, field, f"its {field} {shown.clipped(value)} is in the past or more than 12 hours ahead", fix)
     return when
-
-
-def _kind(value) -> str:
-    if value is None or isinstance(value, bool):
-        return shown.claim(value)
-    return {str: "a string", int: "a number", float: "a number", list: "a list", dict: "an object"}.get(type(value), "a value")
 
 
 # --- each service's success answer ---------------------------------------------------------------------
@@ -88,8 +93,8 @@ def check_sts(data: bytes) -> None:
     token(answer, "access_token", STS, STS_FIX)
     seconds(answer, "expires_in", STS, STS_FIX)
     for field in ("token_type", "issued_token_type"):
-        if field in answer and not isinstance(answer[field], str):
-            raise _refuse(STS, field, f"its {field} is {_kind(answer[field])}", STS_FIX)
+        if answer.get(field) is not None and not isinstance(answer[field], str):
+            raise _refuse(STS, field, _wrong_type(answer, field, "a string"), STS_FIX)
 
 
 def check_access_token(data: bytes, method: str = "generateAccessToken") -> None:

@@ -373,7 +373,13 @@ def iam_error(body: dict, cfg: Config, step: StepToken, method: str = "generateA
     if not explained and (failure.status == 403 or failure.code == "PERMISSION_DENIED" or failure.reason == "IAM_PERMISSION_DENIED"
                           or "denied on resource" in failure.message or "does not have permission" in failure.message):
         explained = _impersonation_denied(cfg, context.step, method, failure)
-    if not explained and (failure.status == 400 or failure.code == "INVALID_ARGUMENT"):
+    if not explained and failure.code == "FAILED_PRECONDITION":
+        sa = cfg.service_account
+        explained = (
+            f"IAM Credentials says the state of {sa} does not allow {method} (Google: {said(failure)}): most likely the "
+            f"account is disabled — `{gcloud.service_account('describe', sa)}` shows disabled: true, and "
+            f"`{gcloud.service_account('enable', sa)}` enables it.")
+    if not explained and (failure.code == "INVALID_ARGUMENT" or (failure.status == 400 and not failure.code)):
         asked = f"ID_TOKEN_AUDIENCE ({cfg.id_token_audience})" if method == "generateIdToken" else f"ACCESS_TOKEN_SCOPES ({' '.join(cfg.scopes)})"
         explained = (
             f"IAM Credentials refused the {method} request for {cfg.service_account} as invalid (Google: {said(failure)}): "
@@ -491,6 +497,7 @@ _PERMISSION = re.compile(r'Permission ["\'](?P<perm>[\w.]{1,100})["\'] denied on
 _ANONYMOUS = re.compile(r'Unauthenticated requests do not have permission ["\'](?P<perm>[\w.]{1,100})["\'] on resource '
                         r'["\'](?P<res>projects/[^"\']{1,300})["\']')
 _NO_REPOSITORY = re.compile(r'Repository "(?P<repo>[^"]{1,200})" not found')
+_MANIFEST_NOT_FOUND = re.compile(r"\bmanifest for \S{1,600} not found|\bmanifest unknown")
 
 
 def _repository_denied(failure: Failure, context: Context) -> str | None:
@@ -586,7 +593,9 @@ def _missing(failure: Failure, context: Context) -> str | None:
             f"Artifact Registry has no repository {missing['repo']} in {_in(repo.project if repo else None)}"
             f"{f', location {repo.location}' if repo else ''} (Google: {said(failure)}): IMAGE {image.display} names a "
             f"repository that does not exist there; fix the repository in IMAGE or create the repository{check}.")
-    if failure.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN") or "not found" in failure.message:
+    # The registry's codes, or the daemon's "manifest for … not found": "not found" alone may be anything (a project,
+    # a credential helper, a host), which the tag does not fix.
+    if failure.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN") or _MANIFEST_NOT_FOUND.search(failure.message):
         listing = f": `{found}` lists what exists" if (found := gcloud.images_list(image.host, image.path)) else ""
         return f"Image {image.display} was not found: check the tag or digest in IMAGE{listing} (Google: {said(failure)})."
     if failure.code == "BLOB_UNKNOWN":
@@ -683,5 +692,32 @@ def _unresolved(failure: Failure, context: Context) -> str | None:
         f"not your configuration; rerun the step ({RETRY_BUDGET}){'; ' + typo if typo else ''}.")
 
 
+# Go's TLS and proxy errors: the connection was made but could not be trusted or was not TLS. Retrying never helps.
+_UNTRUSTED = re.compile(r"x509: |tls: failed to verify|certificate signed by unknown authority|certificate has expired"
+                        r"|certificate is (?:not )?valid for|tls: (?:bad certificate|handshake failure)")
+_PLAIN_HTTP = re.compile(r"server gave HTTP response to HTTPS client|first record does not look like a TLS handshake")
+_PROXY = re.compile(r"proxyconnect tcp|Proxy Authentication Required")
+
+
+def _connection_setup(failure: Failure, context: Context) -> str | None:
+    """The step's network path to the registry, not the registry or IAM: a proxy or TLS inspection in between, or a
+    host that does not speak TLS. Google's registries always serve a publicly trusted certificate over https."""
+    text = failure.message
+    host = failure.get("host") or context.image.host
+    if _PROXY.search(text):
+        return (f"The proxy between the step and {host} refused the connection ({said(failure)}): check HTTPS_PROXY and "
+                "NO_PROXY in the step and the docker service, and the proxy's credentials; Google's registries need no proxy "
+                "on Bitbucket Cloud.")
+    if _UNTRUSTED.search(text):
+        return (f"The Docker daemon did not trust the certificate {host} presented ({said(failure)}): Google's registries "
+                "serve publicly trusted certificates, so something between the step and Google (a TLS-inspecting proxy or "
+                "firewall on a self-hosted runner) replaced it, or IMAGE names a host that is not Google's; pull directly, or "
+                f"install that proxy's CA for the daemon (/etc/docker/certs.d/{host}/ca.crt).")
+    if _PLAIN_HTTP.search(text):
+        return (f"{host} does not speak https ({said(failure)}): Google's registries always do, so IMAGE names a host or port "
+                "that is not the registry's, or a proxy answers in its place; fix the host in IMAGE.")
+    return None
+
+
 _REGISTRY_RULES = (_storage, _storage_permission, _repository_denied, _legacy_v1, _token_fetch, _platform, _missing,
-                   _legacy_denied, _unauthorized, _unresolved)
+                   _legacy_denied, _unauthorized, _unresolved, _connection_setup)

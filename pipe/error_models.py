@@ -152,8 +152,11 @@ _XML_CODE = re.compile(r"<Code>(?P<code>\w{1,60})</Code>(?:<Message>(?P<message>
 _REFERENCE = re.compile(
     r"https?://(?P<host>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)/v2/(?P<path>[a-z0-9._/-]{1,255}?)/(?:manifests|blobs)/"
     r"|(?:pull access denied for|manifest for|failed to resolve reference|repository) \"?(?P<ref>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?/[a-z0-9._/-]{1,255})"
-    r"|request \"/v2/(?P<request>[a-z0-9._/-]{1,255}?)/(?:manifests|blobs)/"
-    r"|https?://(?P<any>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)[/\"]")
+    r"|request \"/v2/(?P<request>[a-z0-9._/-]{1,255}?)/(?:manifests|blobs)/")
+# Else the host of a URL the daemon requested (Go's `Get "<url>"`) or of the registry API's root: a help link in the
+# message names no registry.
+_REQUESTED_HOST = re.compile(r"\b(?:Get|Head|Post|GET|HEAD|POST) \"?https?://(?P<a>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)[/\"]"
+                             r"|https?://(?P<b>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)/v2[/\"]")
 _ALIASES = {"unknown blob": "BLOB_UNKNOWN"}  # distribution's own wording for a blob the registry does not have
 _PERMANENT_CODES = {"DENIED", "UNAUTHORIZED", "NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_INVALID", "TAG_INVALID",
                     "MANIFEST_INVALID", "DIGEST_INVALID", "UNSUPPORTED"}
@@ -195,15 +198,16 @@ def _read_reference(failure: Failure, text: str) -> None:
     """The image the text names (registry host and path), which may be a base image other than IMAGE."""
     found = _REFERENCE.search(text)
     if not found:
+        if requested := _REQUESTED_HOST.search(text):
+            failure.metadata.setdefault("host", requested["a"] or requested["b"])
+            failure.metadata.setdefault("path", "")
         return
     if found["host"]:
         host, path = found["host"], found["path"]
     elif found["ref"]:
-        host, _, path = found["ref"].partition("/")
-    elif found["request"]:
-        host, path = "", found["request"]
+        host, path = google_registries.split_name(found["ref"])
     else:
-        host, path = found["any"], ""
+        host, path = "", found["request"]
     failure.metadata.setdefault("host", host)
     failure.metadata.setdefault("path", path)
 

@@ -1,6 +1,6 @@
-"""Google's container registries: which hosts they are, and where an image on them lives (project, location,
-repository). Artifact Registry serves `LOCATION-docker.pkg.dev` and, for repositories named after the host,
-Container Registry's `gcr.io` family."""
+"""Registry hosts: which part of an image name is the host (Docker's rule), which hosts are Google's, and where an
+image on them lives (project, location, repository). Artifact Registry serves `LOCATION-docker.pkg.dev` and, for
+repositories named after the host, Container Registry's `gcr.io` family."""
 
 import re
 from dataclasses import dataclass
@@ -16,6 +16,18 @@ _ARTIFACT_REGISTRY_HOST = re.compile(r"(?P<location>[a-z][a-z0-9-]{0,40}[a-z0-9]
 _PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20}")
 _REPOSITORY = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
 _LOCATION = re.compile(r"[a-z][a-z0-9-]{0,40}[a-z0-9]")
+
+
+DOCKER_HUB = "docker.io"
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """An image name's registry host and path, by Docker's rule (reference.splitDockerDomain): the first component is
+    a host only if it has a '.' or ':', is localhost, or has upper case; otherwise the name is a path on Docker Hub."""
+    first, _, rest = name.partition("/")
+    if rest and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
+        return first, rest
+    return DOCKER_HUB, name
 
 
 def is_google(host: str) -> bool:

@@ -36,7 +36,9 @@ class StepToken:
     def lifetime(self) -> str:
         """exp - iat, for the DEBUG log."""
         exp, iat = self.claims.get("exp"), self.claims.get("iat")
-        return f"{exp - iat}s" if isinstance(exp, int) and isinstance(iat, int) else "unknown"
+        if not isinstance(exp, int) or not isinstance(iat, int) or isinstance(exp, bool) or isinstance(iat, bool):
+            return "unknown"
+        return shown.claim(exp - iat) + "s"  # bounded, and never Python's int-to-text limit
 
     def claim(self, name: str) -> str:
         """One claim for a message: printable, bounded, never raising whatever the token holds."""

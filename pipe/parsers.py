@@ -10,7 +10,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
-from pipe import bitbucket, gcloud, provider, service_accounts, shown, urls
+from pipe import bitbucket, gcloud, google_registries, provider, service_accounts, shown, urls
 from pipe.errors import PipeError
 from pipe.provider import Provider
 
@@ -177,12 +177,7 @@ def image(name: str, value: str) -> Image:
     digest, hexdigits = match["digest"], match["hex"]
     if digest and (_DIGEST_LENGTHS.get(match["algorithm"]) != len(hexdigits) or hexdigits != hexdigits.lower()):
         raise bad(name, value, IMAGE_FORM, why="a digest is sha256: and exactly 64 lowercase hex digits")
-    first, _, rest = match["name"].partition("/")
-    # Docker's rule: the first component is a registry host only if it looks like one.
-    if rest and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
-        host, path = first, rest
-    else:
-        host, path = "docker.io", match["name"]
+    host, path = google_registries.split_name(match["name"])
     return Image(host=host.lower(), repository=match["name"], path=path, tag=match["tag"], digest=digest)
 
 

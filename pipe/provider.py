@@ -6,10 +6,11 @@ from dataclasses import dataclass
 SHAPE = "projects/<PROJECT_NUMBER>/locations/global/workloadIdentityPools/<POOL_ID>/providers/<PROVIDER_ID>"
 # Pool and provider IDs: 4-32 lowercase letters, digits or hyphens; `gcp-` is reserved for Google.
 ID = r"(?!gcp-)[a-z0-9-]{4,32}"
-NAME_RE = re.compile(rf"projects/(?P<number>[0-9]+)/locations/global/workloadIdentityPools/(?P<pool>{ID})/providers/(?P<provider>{ID})")
+NAME_RE = re.compile(rf"projects/(?P<number>[0-9]{{1,20}})/locations/global/workloadIdentityPools/(?P<pool>{ID})/providers/(?P<provider>{ID})")
 PREFIXES = ("//iam.googleapis.com/", "https://iam.googleapis.com/")
 # An OIDC audience naming a provider, in any universe (https://iam.<universe>/… or //iam.<universe>/…).
 _AUDIENCE_RE = re.compile(rf"(?:https:)?//iam\.[a-z0-9.-]{{1,253}}/(?P<name>{NAME_RE.pattern})")
+_LONGEST_AUDIENCE = 512  # longer than any audience _AUDIENCE_RE can match: the match never runs on unbounded text
 
 
 @dataclass(frozen=True)
@@ -53,5 +54,5 @@ def parse(text: str) -> Provider | None:
 
 def named_by_audience(audience: str) -> Provider | None:
     """The provider an OIDC token was requested for, when its audience names one (`oidc: audiences:`)."""
-    match = _AUDIENCE_RE.fullmatch(audience[:512])
+    match = _AUDIENCE_RE.fullmatch(audience) if len(audience) <= _LONGEST_AUDIENCE else None
     return parse(match["name"]) if match else None

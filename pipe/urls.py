@@ -2,12 +2,13 @@
 
 Python's urllib, urllib3 (what requests connects with) and Go's net/url (what the Docker daemon connects
 with) disagree on odd forms: a backslash, userinfo, percent-encoded or non-ASCII hosts, IPv4 shorthand
-such as `127.1`, a trailing dot. Rather than guess which reading the connecting client will use, only
+such as `127.1` or `0x7f000001`, a trailing dot. Rather than guess which reading the connecting client will use, only
 forms that every client reads the same way are accepted; anything else is refused (`parse` returns None).
 """
 
 import ipaddress
 import re
+import socket
 from dataclasses import dataclass
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -68,13 +69,17 @@ def _host_is_unambiguous(host: str) -> bool:
             return ipaddress.ip_address(host[1:-1]).version == 6
         except ValueError:
             return False
-    labels = host.split(".")
-    if labels[-1].isdigit():  # an IP: only the dotted quad (`127.1`, `0x7f.1` and `2130706433` read differently)
-        try:
-            return str(ipaddress.IPv4Address(host)) == host
-        except ValueError:
-            return False
-    return True
+    # An IPv4 address only as the plain dotted quad: glibc's inet_aton (what Python's resolver, and so requests, use)
+    # also reads `127.1`, `2130706433`, octal `0177.0.0.1` and hex `0x7f000001` as 127.0.0.1, where Go looks them up
+    # as DNS names.
+    try:
+        socket.inet_aton(host)
+    except OSError:
+        return not host.rsplit(".", 1)[-1].isdigit()  # `a.1`: a name no resolver agrees on
+    try:
+        return str(ipaddress.IPv4Address(host)) == host
+    except ValueError:
+        return False
 
 
 def is_loopback(host: str | None) -> bool:

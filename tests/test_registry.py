@@ -17,6 +17,7 @@ from pipe.errors import PipeError
 from pipe.registry import MAX_CHALLENGE, challenges
 from pipe.retry import RetryPolicy
 from pipe.transport import Transport
+from tests.support.budgets import EXAMPLE_DEADLINE_MS
 
 TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 PRINCIPAL = "serviceAccount:puller@my-proj.iam.gserviceaccount.com"
@@ -119,7 +120,7 @@ def check_shape(found):
             assert isinstance(value, str) and len(value) <= MAX_CHALLENGE
 
 
-@settings(deadline=200, max_examples=300)
+@settings(deadline=EXAMPLE_DEADLINE_MS, max_examples=300)
 @given(st.lists(st.tuples(PIECES, st.integers(1, 4000)), max_size=30).map(lambda runs: "".join(p * n for p, n in runs)))
 @example("," * LONG)
 @example('"' * LONG)
@@ -137,7 +138,7 @@ def test_challenges_never_raise_on_runs(header):
     assert found == challenges(header[:MAX_CHALLENGE])  # nothing past the cap is read
 
 
-@settings(deadline=200, max_examples=300)
+@settings(deadline=EXAMPLE_DEADLINE_MS, max_examples=300)
 @given(st.text(max_size=LONG))
 def test_challenges_never_raise_on_any_text(header):
     found = challenges(header)
@@ -150,7 +151,7 @@ QUOTABLE = st.text(st.characters(blacklist_characters='"\\', blacklist_categorie
 TOKEN_VALUE = st.text("abcdefghijklmnopqrstuvwxyz0123456789-._~+", min_size=1, max_size=20)
 
 
-@settings(deadline=200, max_examples=300)
+@settings(deadline=EXAMPLE_DEADLINE_MS, max_examples=300)
 @given(st.lists(st.tuples(NAME, st.lists(st.tuples(NAME, st.one_of(QUOTABLE.map(lambda v: (v, True)),
                                                                    TOKEN_VALUE.map(lambda v: (v, False)))),
                                           min_size=1, max_size=5)), min_size=1, max_size=4))
