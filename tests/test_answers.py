@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pipe import answers
 from pipe.errors import PipeError
 from tests.support.budgets import EXAMPLE_DEADLINE_MS
-from tests.test_untrusted import ADVERSARIAL_BYTES, BIG_TEXTS
+from tests.support.inputs import ADVERSARIAL_BYTES, BIG_TEXTS
 
 LIMITS = settings(max_examples=200, deadline=EXAMPLE_DEADLINE_MS)
 MAX_LINE = 1200  # the longest template plus 80 echoed characters, each escaped to at most 10

@@ -6,8 +6,6 @@ not reach Google", which the assertions reject. Every case is also an attack cou
 the line must be one printable line of bounded length, echo no secret, and carry no terminal codes from input.
 """
 
-import base64
-import functools
 import json
 import logging
 import re
@@ -16,15 +14,12 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from pipe.main import main
 from pipe.provider import SHAPE as PROVIDER_SHAPE
 from tests.support.figures import probe, record
+from tests.support.inputs import MAX_LINE, PROVIDER, SA, gcloud_config, jwt, key_secrets, service_account_key, wrapped_base64
 
-PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"
-SA = "deployer@my-project.iam.gserviceaccount.com"
 IMAGE = "us-docker.pkg.dev/my-project/tools/builder"
 IMAGE_FORM = "an image reference such as"
 ENDPOINT_FORM = "an https:// URL such as https://sts.googleapis.com"
@@ -33,16 +28,6 @@ AUDIENCE_FORM = "a Cloud Run or Cloud Functions URL"
 HEX = "4f1c2a9e0b7d3c5e6f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e"
 CONFIG = "GOOGLE_OIDC_CONFIG_FILE"
 ECHO_LIMIT = 80
-MAX_LINE = 1200  # the longest template plus 80 echoed characters, each escaped to at most 10
-
-
-def jwt(claims) -> str:
-    """An unsigned, JWT-shaped token: the pipe reads claims locally and leaves the signature to Google."""
-    def part(text: str) -> str:
-        return base64.urlsafe_b64encode(text.encode()).rstrip(b"=").decode()
-
-    payload = claims if isinstance(claims, str) else json.dumps(claims)
-    return f"{part(json.dumps({'alg': 'RS256', 'typ': 'JWT'}))}.{part(payload)}.c2lnbmF0dXJl"
 
 
 NOW = int(time.time())
@@ -50,45 +35,6 @@ VALID_TOKEN = jwt({"iss": "https://example.invalid", "iat": NOW, "exp": NOW + 36
 EXPIRED_TOKEN = jwt({"iat": NOW - 4200, "exp": NOW - 600})
 INFINITE_PAST_TOKEN = jwt('{"exp": -Infinity}')  # JSON that Python's json module accepts
 BASE = {"WORKLOAD_IDENTITY_PROVIDER": PROVIDER, "BITBUCKET_STEP_OIDC_TOKEN": VALID_TOKEN, "STS_ENDPOINT": "http://127.0.0.1:9"}
-
-
-@functools.cache
-def service_account_key() -> dict:
-    """A service-account key file as the console downloads it, with a real (throwaway) RSA private key."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
-    return {
-        "type": "service_account", "project_id": "my-project", "private_key_id": "0f3a9c1e5b7d2f4a6c8e0b1d3f5a7c9e1b3d5f7a",
-        "private_key": pem, "client_email": SA, "client_id": "104729384756102938475",
-        "auth_uri": "https://accounts.google.com/o/oauth2/auth", "token_uri": "https://oauth2.googleapis.com/token",
-    }
-
-
-def key_secrets() -> tuple[str, ...]:
-    """Every line of the private key and its id: none may appear in any output, escaped or not."""
-    key = service_account_key()
-    body = [line for line in key["private_key"].splitlines() if line and not line.startswith("-----")]
-    return (key["private_key_id"], *body)
-
-
-def wrapped_base64(text: str) -> str:
-    """What `base64 key.json` prints: 76 columns per line."""
-    return base64.encodebytes(text.encode()).decode()
-
-
-def gcloud_config(**changes) -> dict:
-    """`gcloud iam workload-identity-pools create-cred-config` output (gcloud 528), with changes; None removes a field."""
-    config = {
-        "universe_domain": "googleapis.com",
-        "type": "external_account",
-        "audience": "//iam.googleapis.com/" + PROVIDER,
-        "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": "https://sts.googleapis.com/v1/token",
-        "credential_source": {"file": "/path/to/oidc.jwt"},
-        "service_account_impersonation_url": f"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{SA}:generateAccessToken",
-    }
-    config.update(changes)
-    return {key: value for key, value in config.items() if value is not None}
 
 
 @dataclass

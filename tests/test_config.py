@@ -9,7 +9,7 @@ from pipe import config, registry
 from pipe.errors import PipeError
 from pipe.parsers import image
 from tests.support.figures import probe
-from tests.test_bad_input import gcloud_config
+from tests.support.inputs import gcloud_config
 
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"
 IMAGE = "us-docker.pkg.dev/my-proj/tools/builder:1.4"

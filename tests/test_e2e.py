@@ -7,26 +7,9 @@ import pytest
 from pipe import service_accounts
 from tests.conftest import APP_IMAGE, OTHER_IMAGE
 from tests.support.emulator import AR_READER, WORKLOAD_IDENTITY_USER
+from tests.support.pipe_runs import build_image, step_token, variables
 
 pytestmark = pytest.mark.e2e
-
-EMULATOR = "http://127.0.0.1:8765"
-
-
-def variables(world, **extra):
-    base = {
-        "WORKLOAD_IDENTITY_PROVIDER": world.labels["provider"],
-        "STS_ENDPOINT": EMULATOR,
-        "IAM_CREDENTIALS_ENDPOINT": EMULATOR,
-        # The local registry's token service is the emulator, another host: the pipe checks it before handing the daemon a token.
-        "REGISTRIES": "127.0.0.1:5000,127.0.0.1:8765",
-    }
-    return {**base, **extra}
-
-
-def step_token(world, **claims):
-    return world.issuer().mint(world.labels["repository_uuid"], **claims)
-
 
 def test_run_with_impersonation_writes_into_the_clone_dir(live_stack, world, clone):
     (clone / "input.txt").write_text("from the clone\n")
@@ -169,7 +152,6 @@ def test_a_script_stops_at_its_first_failing_line(live_stack, world, clone):
 
 
 def test_run_without_a_script_runs_the_images_command(live_stack, world, clone, tmp_path):
-    from tests.test_e2e_credentials import build_image
 
     image = build_image(live_stack, tmp_path, 'CMD ["sh", "-c", "echo the-image-cmd > cmd.txt"]', "with-cmd")
     run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=image,

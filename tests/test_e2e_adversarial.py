@@ -11,12 +11,10 @@ import pytest
 from tests.conftest import APP_IMAGE
 from tests.support.figures import probe
 from tests.support.leaks import leaks
-from tests.test_e2e import step_token, variables
+from tests.support.pipe_runs import APP, STORAGE, bitbucket_variables, exported, step_token, variables
 
 pytestmark = pytest.mark.e2e
 
-STORAGE = ".bitbucket/pipelines/generated/pipeline/pipes/keyless-gcp/google-cloud-keyless"
-# A script that looks for every credential the pipe could have left where the run container can see it.
 SNOOP = (
     'found=$(find / -xdev \\( -name oidc-token -o -name access-token -o -name id-token -o -name credentials.json '
     '-o -path "*/docker/config.json" \\) 2>/dev/null | grep -v "^/proc" || true)\n'
@@ -24,10 +22,6 @@ SNOOP = (
     'for f in $found; do cat "$f" >/dev/null 2>&1 && echo "READ[$f]"; done\n'
     'env | grep -iE "token|credential" | sed "s/=.*//" | sed "s/^/ENV[/;s/$/]/" || true\n'
 )
-
-
-def exported(clone):
-    return clone / STORAGE / "gcp"
 
 
 def test_the_run_container_never_sees_this_runs_export(live_stack, world, clone):
@@ -85,8 +79,6 @@ def test_tokens_printed_by_the_script_are_redacted(live_stack, world, clone):
 def test_under_user_namespaces_the_run_container_never_sees_exports(bitbucket_stack, bitbucket_world, bitbucket_clone):
     """On a Bitbucket-like service the pipe and the run container share one remapped root, so 0600 protects nothing:
     only what the container mounts does. An earlier export and this run's export both stay out of its view."""
-    from tests.test_e2e_bitbucket import APP
-    from tests.test_e2e_bitbucket import variables as bitbucket_variables
 
     storage = str(bitbucket_clone / STORAGE)
     with probe("run container reads exports, user-namespaced docker service"):

@@ -15,32 +15,17 @@ import pytest
 from docker.types import Mount
 
 from tests.support import authz_plugin, harness, stack
-from tests.test_e2e import step_token
+from tests.support.pipe_runs import APP, bitbucket_variables, step_token
 
 e2e = pytest.mark.e2e
-APP = "acme-ci/private/app:1"
 DENIED = f"authorization denied by plugin {stack.AUTHZ_PLUGIN}: "
-
-
-def variables(bitbucket, world, **extra):
-    """Impersonation through the emulator's TLS listener. REGISTRIES names the registry and its token service (the
-    emulator's realm): on Google both are the registry's own host, here they are two host:ports on the bridge."""
-    service = bitbucket.service
-    return {
-        "WORKLOAD_IDENTITY_PROVIDER": world.labels["provider"],
-        "SERVICE_ACCOUNT": world.labels["service_account"],
-        "STS_ENDPOINT": bitbucket.emulator_url,
-        "IAM_CREDENTIALS_ENDPOINT": bitbucket.emulator_url,
-        "REGISTRIES": [service.registry, f"{service.address}:{service.emulator_port}"],
-        **extra,
-    }
 
 
 @e2e
 def test_run_writes_into_the_clone_as_the_remapped_root(bitbucket_stack, bitbucket_world, bitbucket_clone):
     (bitbucket_clone / "input.txt").write_text("from the clone\n")
     bitbucket_stack.forget_image(bitbucket_stack.image(APP))
-    run = bitbucket_stack.run_pipe(bitbucket_clone, variables(
+    run = bitbucket_stack.run_pipe(bitbucket_clone, bitbucket_variables(
         bitbucket_stack, bitbucket_world, IMAGE=bitbucket_stack.image(APP),
         SCRIPT="cat input.txt > output.txt\ntr -s ' ' < /proc/self/uid_map >> output.txt\necho ran-ok",
     ), step_token(bitbucket_world))
@@ -57,7 +42,7 @@ def test_run_writes_into_the_clone_as_the_remapped_root(bitbucket_stack, bitbuck
 def test_pull_through_the_tls_registry_and_realm(bitbucket_stack, bitbucket_world, bitbucket_clone):
     image = bitbucket_stack.image(APP)
     bitbucket_stack.forget_image(image)
-    run = bitbucket_stack.run_pipe(bitbucket_clone, variables(bitbucket_stack, bitbucket_world, IMAGE=image),
+    run = bitbucket_stack.run_pipe(bitbucket_clone, bitbucket_variables(bitbucket_stack, bitbucket_world, IMAGE=image),
                                    step_token(bitbucket_world))
     assert run.exit_code == 0, run.log
     assert f"Pulled {image}" in run.stdout
@@ -84,7 +69,7 @@ def test_credentials_in_the_run_container_for_a_numeric_user(live_stack, bitbuck
         'scopes=["https://www.googleapis.com/auth/cloud-platform"])\n'
         'c.refresh(r.Request()); print("inside-ok", hashlib.sha256(c.token.encode()).hexdigest())\''
     )
-    run = bitbucket_stack.run_pipe(bitbucket_clone, variables(
+    run = bitbucket_stack.run_pipe(bitbucket_clone, bitbucket_variables(
         bitbucket_stack, bitbucket_world, IMAGE=bitbucket_stack.image("acme-ci/private/python-nonroot:1"),
         GOOGLE_CREDENTIALS_IN_CONTAINER="true", ENV=["REQUESTS_CA_BUNDLE"], SCRIPT=script,
     ), step_token(bitbucket_world))
@@ -116,7 +101,7 @@ def test_script_reaches_a_step_service_through_host_docker_internal(bitbucket_st
     threading.Thread(target=service.serve_forever, daemon=True).start()
     try:
         port = service.server_address[1]
-        run = bitbucket_stack.run_pipe(bitbucket_clone, variables(
+        run = bitbucket_stack.run_pipe(bitbucket_clone, bitbucket_variables(
             bitbucket_stack, bitbucket_world, IMAGE=bitbucket_stack.image(APP),
             SCRIPT=f"printf 'GET /health HTTP/1.0\\r\\n\\r\\n' | nc -w 10 host.docker.internal {port} > reply.txt",
         ), step_token(bitbucket_world))
@@ -132,7 +117,7 @@ def test_script_reaches_a_step_service_through_host_docker_internal(bitbucket_st
 
 @e2e
 def test_host_network_is_refused_in_one_line(bitbucket_stack, bitbucket_world, bitbucket_clone):
-    run = bitbucket_stack.run_pipe(bitbucket_clone, variables(
+    run = bitbucket_stack.run_pipe(bitbucket_clone, bitbucket_variables(
         bitbucket_stack, bitbucket_world, IMAGE=bitbucket_stack.image(APP), NETWORK="host", SCRIPT="echo never",
     ), step_token(bitbucket_world))
     assert run.exit_code == 1

@@ -9,8 +9,7 @@ import pytest
 from tests.support import clients, google_tools
 from tests.support.emulator import TOKEN_CREATOR, WORKLOAD_IDENTITY_USER, ServiceAccount
 from tests.support.figures import record
-from tests.test_e2e import EMULATOR, step_token, variables
-from tests.test_e2e_credentials import exported
+from tests.support.pipe_runs import EMULATOR, exported, step_token, variables
 
 pytestmark = pytest.mark.e2e
 

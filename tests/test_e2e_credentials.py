@@ -15,31 +15,13 @@ from tests.conftest import APP_IMAGE
 from tests.support import harness
 from tests.support.emulator import AR_WRITER, TOKEN_CREATOR, WORKLOAD_IDENTITY_USER, ServiceAccount
 from tests.support.figures import probe
-from tests.test_e2e import step_token, variables
+from tests.support.pipe_runs import STORAGE, build_image, exported, step_token, variables
 
 pytestmark = pytest.mark.e2e
-
-STORAGE = ".bitbucket/pipelines/generated/pipeline/pipes/keyless-gcp/google-cloud-keyless"
-
-
-def build_image(live_stack, tmp_path, dockerfile: str, name: str) -> str:
-    """busybox plus the given Dockerfile lines, pushed to the private registry; its reference there."""
-    context = tmp_path / f"context-{name}"
-    context.mkdir()
-    (context / "Dockerfile").write_text(f"FROM {live_stack.busybox}\n{dockerfile}\n")
-    live_stack.dc.images.build(path=str(context), tag=f"local/busybox-{name}:1", rm=True)
-    image = f"127.0.0.1:5000/acme-ci/private/{name}:1"
-    harness.push_image(live_stack, f"local/busybox-{name}:1", image)
-    return image
-
 
 def image_with_user(live_stack, tmp_path, user: str, name: str) -> str:
     """busybox with `USER <user>`, pushed to the private registry; its reference there."""
     return build_image(live_stack, tmp_path, f"USER {user}", name)
-
-
-def exported(clone):
-    return clone / STORAGE / "gcp"
 
 
 def test_export_credentials_for_google_clients_and_docker_push(live_stack, world, clone):

@@ -20,7 +20,7 @@ import pytest
 from tests.support import stack
 from tests.support.faulty_registry import FaultyRegistry
 from tests.support.figures import probe
-from tests.test_e2e import step_token, variables
+from tests.support.pipe_runs import APP, bitbucket_variables, step_token, variables
 
 pytestmark = pytest.mark.e2e
 
@@ -114,8 +114,6 @@ def test_two_challenges_naming_an_unlisted_token_service_first_are_refused_befor
 
 @pytest.mark.parametrize("action", ["pull", "run"])
 def test_on_the_bitbucket_like_daemon_too(bitbucket_stack, bitbucket_world, bitbucket_clone, action):
-    from tests.test_e2e_bitbucket import APP
-    from tests.test_e2e_bitbucket import variables as bitbucket_variables
 
     service = bitbucket_stack.service
     recorder = _recorder(service.address)

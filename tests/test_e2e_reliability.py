@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import APP_IMAGE
 from tests.support.figures import record
-from tests.test_e2e import step_token, variables
+from tests.support.pipe_runs import step_token, variables
 
 pytestmark = pytest.mark.e2e
 

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import stack
 from tests.support.figures import probe
-from tests.test_e2e import step_token, variables
+from tests.support.pipe_runs import step_token, variables
 
 pytestmark = pytest.mark.e2e
 

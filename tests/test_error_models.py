@@ -15,7 +15,7 @@ from pipe import error_models, untrusted
 from pipe.error_models import OCI_CODES, Failure, from_google, from_registry
 from pipe.retry import NETWORK, THROTTLED, UNAVAILABLE
 from tests.support.budgets import EXAMPLE_DEADLINE_MS
-from tests.test_untrusted import ADVERSARIAL, BIG_TEXTS, with_examples
+from tests.support.inputs import ADVERSARIAL, BIG_TEXTS, with_examples
 
 LIMITS = settings(max_examples=200, deadline=EXAMPLE_DEADLINE_MS)
 KINDS = {None, THROTTLED, UNAVAILABLE, NETWORK}

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pipe import oidc, shown
 from pipe.errors import PipeError
 from tests.support.budgets import EXAMPLE_DEADLINE_MS
-from tests.test_untrusted import ADVERSARIAL, PIECES, big
+from tests.support.inputs import ADVERSARIAL, PIECES, big
 
 LIMITS = settings(max_examples=200, deadline=EXAMPLE_DEADLINE_MS)
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z

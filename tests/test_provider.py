@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pipe import provider
 from pipe.provider import Provider
 from tests.support.budgets import EXAMPLE_DEADLINE_MS
-from tests.test_untrusted import ADVERSARIAL
+from tests.support.inputs import ADVERSARIAL
 
 LIMITS = settings(max_examples=300, deadline=EXAMPLE_DEADLINE_MS)
 NAME = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"

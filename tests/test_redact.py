@@ -1,57 +1,24 @@
-"""The one redaction layer: every log line (ours and the libraries', DEBUG included), every error, and the run
-container's output; secrets in their encodings and split across lines; control characters from inputs."""
+"""The one redaction layer: token shapes and known secrets in any text, in their encodings and split across lines,
+and in the run container's output streamed through it (the log and the printed lines: tests/test_logs.py, test_shown.py)."""
 
 import base64
-import io
 import itertools
 import json
-import logging
 import random
 import re
 import secrets
 import string
 import time
 
-import colorlog
 import pytest
-from bitbucket_pipes_toolkit import Pipe
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from pipe import logs, redact, shown
-from pipe.main import main
-from tests.support.emulator import typical_world
+from pipe import redact, shown
 from tests.support.emulator.tokens import new_access_token
 from tests.support.figures import probe, record
 from tests.support.leaks import URL_SAFE, leaks
-
-# Real shapes: an RS256 step token from the emulator's issuer, header/payload/signature with '-' and
-# '_', an unsigned JWT, and access tokens as Google issues them (dots and dashes inside).
-WORLD = typical_world()
-STEP_TOKEN = WORLD.issuer().mint(WORLD.labels["repository_uuid"])
-TOKENS = [
-    STEP_TOKEN,
-    "eyJhbGciOiJSUzI1NiIsImtpZCI6ImEtYl9jIn0.eyJzdWIiOiJ7YS1iX2N9Ojp4In0.Qm-9_xY-zz_Q1w-Aa_Bb",
-    "eyJhbGciOiJub25lIn0.eyJleHAiOjF9.",
-    "ya29.a0AfB_byC-1xYz_9Rk3lQ-abcDEF123",
-    "ya29.c.c0ASRK0GaX-yZ_1.2-3Ab_cD",
-    new_access_token("ya29.c."),
-    new_access_token("ya29.d."),
-]
-ORDINARY = [
-    "https://sts.googleapis.com/v1/token",
-    "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/puller@my-proj.iam.gserviceaccount.com:generateAccessToken",
-    "us-docker.pkg.dev/my-project/tools/builder@sha256:4f1c2a9e0b7d3c5e6f8a9b0c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e",
-    "{b3f1e2c4-5a6b-4c7d-8e9f-0a1b2c3d4e5f} and 0b9d7c58-1a2b-4c3d-9e8f-7a6b5c4d3e2f",
-    "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider",
-    "principalSet://iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/p/attribute.repository_uuid/{x}",
-    "eyes.on.the.road, keys.json, ya29 without a dot, base64 aGVsbG8gd29ybGQ=",
-    "sha256:9834876dcfb05cb167a5c24953eba58c4ac89b1adf57f28f2f9d09af107ee8f0 and 4f1c2a9e0b7d",
-    "c2VydmljZSBhY2NvdW50IHRva2VuIGZvciB0aGUgcHVsbGVy and eyJhbGciOiJSUzI1NiJ9 (base64 of words, a JWT header)",
-    "/opt/atlassian/pipelines/agent/build/node_modules/@google-cloud/storage/build/cjs/src/nodejs-common/util.js:412",
-    "123e4567-e89b-12d3-a456-426614174000 {3f2504e0-4f89-11d3-9a0c-0305e82c3301} ya29-is-not-a-token",
-    "2026-05-09T07:35:25.123Z Step 3/12 : RUN make build -j2 \\n\\r\\t %s {} [] e ey ya2",
-]
+from tests.support.token_shapes import ORDINARY, STEP_TOKEN, TOKENS
 
 
 @pytest.mark.parametrize("token", TOKENS)
@@ -71,86 +38,6 @@ def test_known_secrets_are_redacted_whatever_their_shape():
     redact.add_secret("opaque-secret-0123")
     redact.add_secret("short")  # too short to tell from ordinary words: ignored
     assert redact.redact("x opaque-secret-0123 y short") == f"x {redact.REDACTED} y short"
-
-
-@pytest.fixture
-def output(monkeypatch):
-    """A root handler as the toolkit installs one, with the filter from logs.install(); root at DEBUG."""
-    stream = io.StringIO()
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    root, level = logging.getLogger(), logging.getLogger().level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)  # setLevel, not an attribute: it clears the loggers' isEnabledFor caches
-    monkeypatch.setattr(logging.getLogger("google"), "propagate", True)  # google-auth turns it off when unconfigured
-    logs.install()
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(level)
-
-
-def test_records_with_arguments_are_redacted(output):
-    logging.getLogger("pipe").info("exchanging %s for %s at %s", STEP_TOKEN, TOKENS[3], ORDINARY[0])
-    text = output.getvalue()
-    assert STEP_TOKEN not in text and TOKENS[3] not in text
-    assert f"exchanging {redact.REDACTED} for {redact.REDACTED} at {ORDINARY[0]}" in text
-
-
-def test_exception_text_is_redacted(output):
-    try:
-        raise ValueError(f"refused {STEP_TOKEN}")
-    except ValueError:
-        logging.getLogger("pipe").exception("exchange failed with %s", TOKENS[4])
-    text = output.getvalue()
-    assert "Traceback" in text and "ValueError: refused [redacted]" in text
-    assert STEP_TOKEN not in text and TOKENS[4] not in text
-
-
-@pytest.mark.parametrize("library", ["urllib3.connectionpool", "google.auth.transport.requests", "docker.api.client"])
-def test_child_library_loggers_at_debug_are_redacted(output, library):
-    token = TOKENS[5]
-    logging.getLogger(library).debug('%s://%s:%s "%s /v1/x?access_token=%s HTTP/1.1" 200', "https", "h", 443, "POST", token)
-    text = output.getvalue()
-    assert f"DEBUG {library}:" in text and "access_token=[redacted]" in text and token not in text
-
-
-def test_structured_extras_are_redacted(output):
-    """google-auth's request log carries the body (subject token unhashed) and headers in `extra`."""
-    captured = []
-    probe = logging.Handler()
-    probe.emit = captured.append
-    logging.getLogger().addHandler(probe)
-    logs.install()
-    try:
-        logging.getLogger("google.auth.transport.requests").debug(
-            "Making request...",
-            extra={"httpRequest": {"body": {"subject_token": STEP_TOKEN}, "headers": {"Authorization": f"Bearer {TOKENS[6]}"}}},
-        )
-    finally:
-        logging.getLogger().removeHandler(probe)
-    request = captured[0].httpRequest
-    assert request == {"body": {"subject_token": redact.REDACTED}, "headers": {"Authorization": f"Bearer {redact.REDACTED}"}}
-
-
-def test_a_library_record_with_bad_arguments_does_not_raise(output):
-    logging.getLogger("urllib3").debug("%s and %s", TOKENS[3])  # one argument short
-    assert "[redacted]" in output.getvalue() and TOKENS[3] not in output.getvalue()
-
-
-def test_install_twice_adds_one_filter_per_handler(output):
-    logs.install()
-    logs.install()
-    for handler in logging.getLogger().handlers:
-        assert sum(isinstance(f, logs.RedactingFilter) for f in handler.filters) == 1
-
-
-def test_error_lines_are_redacted(capsys):
-    """A token pasted into a variable never reaches the ✖ line."""
-    provider = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"
-    assert main({"WORKLOAD_IDENTITY_PROVIDER": provider, "IMAGE": STEP_TOKEN}) == 1
-    out, err = capsys.readouterr()
-    assert "✖ IMAGE is" in out
-    assert STEP_TOKEN not in out + err
 
 
 # --- encodings, and the run container's output -----------------------------------------------------------------
@@ -338,62 +225,3 @@ def test_streaming_is_linear(monkeypatch):
         assert seconds(data * 4, chunk) < 8 * seconds(data, chunk)
     rate = len(ordinary) * 8 / 1e6 / seconds(ordinary * 8, 4096)
     record("stream redaction", f"{rate:.0f} MB/s with {len(SECRETS)} secrets known (ordinary build output, 4 KiB chunks)")
-
-
-# --- control characters ------------------------------------------------------------------------------------------
-
-FORGED = "https://svc.run.app\n\x1b[32m✔ The script in us-docker.pkg.dev/p/r/i:1 succeeded.\x1b[0m\r\x1b[2K"
-
-
-def test_printable_escapes_every_control_character():
-    text = "a\nb\r\tc\x00\x1b[31md\x7f\x85\x9b\u2028\u2029\u202ee\u2066f\udcff"
-    assert shown.line(text) == "a\\nb\\r\\tc\\x00\\x1b[31md\\x7f\\x85\\x9b\\u2028\\u2029\\u202ee\\u2066f\\udcff"
-    assert shown.line(f"{STEP_TOKEN}\n") == "[redacted]\\n"
-
-
-def test_an_input_cannot_forge_a_success_line(capsys):
-    """ID_TOKEN_AUDIENCE with a line break and colours, printed in the ✔ line the way main prints it."""
-    with probe("forged ✔ line from an input"):
-        Pipe.success(shown.line(f"Minted an ID token for audience {FORGED}."))
-        out = capsys.readouterr().out
-        assert out.count("\n") == 1 and out.count("\x1b") == 2 and "\r" not in out  # the toolkit's green and reset only
-        assert out.startswith("\x1b[32m✔ Minted an ID token for audience https://svc.run.app\\n\\x1b[32m✔ The script")
-
-
-@pytest.fixture
-def colored():
-    """The toolkit's handler (colorlog, as bitbucket_pipes_toolkit.helpers.configure_logger sets it up), filtered."""
-    stream = io.StringIO()
-    handler = colorlog.StreamHandler(stream)
-    handler.setFormatter(colorlog.ColoredFormatter("%(log_color)s%(levelname)s: %(message)s"))
-    root, level = logging.getLogger(), logging.getLogger().level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    logs.install()
-    yield stream
-    root.removeHandler(handler)
-    root.setLevel(level)
-
-
-def test_a_log_record_is_one_line_and_keeps_the_pipes_colours(colored):
-    with probe("forged log line from an input"):
-        logging.getLogger("pipe").info("Audience: %s", FORGED)
-        logging.getLogger("pipe").warning(f"Image {FORGED} runs as root")
-        lines = colored.getvalue().splitlines()
-        assert len(lines) == 2 and all(line.startswith("\x1b[") and line.endswith("\x1b[0m") for line in lines)
-        assert all(line.count("\x1b") == 2 and "\r" not in line for line in lines)  # the formatter's colour and reset
-        assert "INFO: Audience: https://svc.run.app\\n\\x1b[32m✔ The script" in lines[0]
-
-
-def test_only_a_debug_traceback_spans_lines(colored):
-    for level in (logging.DEBUG, logging.ERROR):
-        try:
-            raise ValueError(f"refused {ACCESS_TOKEN} for {FORGED}")
-        except ValueError:
-            logging.getLogger("pipe").log(level, "exchange failed", exc_info=True)
-    debug, error = colored.getvalue().split("\x1b[31mERROR: ")  # where the red of the ERROR line starts
-    assert "exchange failed\x1b[0m\nTraceback (most recent call last):\n  File " in debug  # the trace follows the colours
-    assert "\nValueError: refused [redacted] for https://svc.run.app\n\\x1b[32m✔" in debug  # its lines, but no ESC
-    assert error.count("\n") == 1 and error.startswith("exchange failed\\nTraceback (most recent call last):\\n  File ")
-    assert ACCESS_TOKEN not in debug + error
-    assert debug.count("\x1b") == 2 and error.count("\x1b") == 1  # colour and reset; the error's red is the split above

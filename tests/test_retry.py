@@ -11,7 +11,7 @@ from pipe import retry
 from pipe.retry import NETWORK, THROTTLED, UNAVAILABLE, Attempts, RetryPolicy
 from pipe.untrusted import MAX_TEXT
 from tests.support.budgets import EXAMPLE_DEADLINE_MS
-from tests.test_untrusted import ADVERSARIAL, BIG_TEXTS, with_examples
+from tests.support.inputs import ADVERSARIAL, BIG_TEXTS, with_examples
 
 LIMITS = settings(max_examples=200, deadline=EXAMPLE_DEADLINE_MS)
 KINDS = {None, THROTTLED, UNAVAILABLE, NETWORK}

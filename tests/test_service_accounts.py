@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from pipe import service_accounts
 from tests.support.budgets import EXAMPLE_DEADLINE_MS
-from tests.test_untrusted import ADVERSARIAL
+from tests.support.inputs import ADVERSARIAL
 
 LIMITS = settings(max_examples=300, deadline=EXAMPLE_DEADLINE_MS)
 PROJECT_ID = st.builds(lambda a, m, z: a + m + z, st.sampled_from(string.ascii_lowercase),

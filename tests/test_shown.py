@@ -6,12 +6,15 @@ import json
 import string
 
 import pytest
+from bitbucket_pipes_toolkit import Pipe
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipe import redact, shown
-from tests.support.budgets import EXAMPLE_DEADLINE_MS
-from tests.test_untrusted import ADVERSARIAL, BIG_TEXTS, with_examples
+from tests.support.budgets import CRASH_HUNT, EXAMPLE_DEADLINE_MS
+from tests.support.figures import probe
+from tests.support.inputs import ADVERSARIAL, BIG_TEXTS, TEXT, with_examples
+from tests.support.token_shapes import FORGED, STEP_TOKEN
 
 LIMITS = settings(max_examples=200, deadline=EXAMPLE_DEADLINE_MS)
 MAX_ESCAPE = 10  # the longest escape of one character: \U0010ffff
@@ -221,3 +224,32 @@ JSON_VALUES = st.recursive(
 def test_claim_of_any_json_value_is_one_bounded_printable_line(value):
     text = shown.claim(value)
     assert one_printable_line(text) and len(text) <= MAX_ESCAPE * shown.CLAIM_LIMIT + 1
+
+
+# --- echoing any text ------------------------------------------------------------------------
+
+@CRASH_HUNT
+@given(st.one_of(TEXT, st.text(min_size=81, max_size=400)))
+def test_an_echoed_value_is_one_short_printable_piece(value):
+    echoed = shown.echo(value)
+    assert echoed.isprintable() and len(echoed) < 900
+    assert echoed == "(hidden)" or repr(value[: shown.ECHO_LIMIT]) in echoed
+
+
+# --- control characters ------------------------------------------------------------------------------------------
+
+
+
+def test_printable_escapes_every_control_character():
+    text = "a\nb\r\tc\x00\x1b[31md\x7f\x85\x9b\u2028\u2029\u202ee\u2066f\udcff"
+    assert shown.line(text) == "a\\nb\\r\\tc\\x00\\x1b[31md\\x7f\\x85\\x9b\\u2028\\u2029\\u202ee\\u2066f\\udcff"
+    assert shown.line(f"{STEP_TOKEN}\n") == "[redacted]\\n"
+
+
+def test_an_input_cannot_forge_a_success_line(capsys):
+    """ID_TOKEN_AUDIENCE with a line break and colours, printed in the ✔ line the way main prints it."""
+    with probe("forged ✔ line from an input"):
+        Pipe.success(shown.line(f"Minted an ID token for audience {FORGED}."))
+        out = capsys.readouterr().out
+        assert out.count("\n") == 1 and out.count("\x1b") == 2 and "\r" not in out  # the toolkit's green and reset only
+        assert out.startswith("\x1b[32m✔ Minted an ID token for audience https://svc.run.app\\n\\x1b[32m✔ The script")

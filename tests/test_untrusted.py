@@ -1,6 +1,6 @@
 """pipe.untrusted: bounded JSON (size, depth, encodings, duplicate keys, huge integers, non-objects), json_depth and text().
 
-The strategies here (ADVERSARIAL, BIG_TEXTS, ...) are shared by the other parser tests: hostile shapes a server, the
+The hostile inputs it feeds the parsers (tests/support/inputs.py) are shared by the other parser tests: shapes a server, the
 Docker daemon or a committed file can send."""
 
 import codecs
@@ -15,58 +15,9 @@ from hypothesis import strategies as st
 from pipe import untrusted
 from pipe.untrusted import MAX_DEPTH, MAX_JSON, MAX_TEXT, NotJson
 from tests.support.budgets import EXAMPLE_DEADLINE_MS
+from tests.support.inputs import ADVERSARIAL, ADVERSARIAL_BYTES, BIG_TEXTS, with_examples
 
-# --- shared adversarial inputs ---------------------------------------------------------------------------------
-
-# Fragments the grammars (JSON, XML, URLs, the daemon's wording, tokens) care about, and characters that break lines,
-# reorder them, or cannot be encoded.
-PIECES = [
-    '"', "'", "\\", '\\"', "[", "]", "{", "}", "<", ">", "</", "<Code>", "</Code>", "<Message>", "<Details>", "<?xml ",
-    ":", ": ", "::", "/", "//", "/v2/", "/manifests/", "/blobs/", "https://", "http://", "@", "=", ",", ";", "#", "?", "%",
-    " ", "\t", "\n", "\r\n", "\x00", "\x1b[31m", "\x7f", "\x85", "\u202e", "\u2066", "\u200f", "\u2028", "\ufeff", "\ud800",
-    "é", "日本", "😀", "9" * 40, "-" * 20, "a" * 64,
-    '"message": "', '{"error": ', '{"errors": [', '"code": ', "denied", "unauthorized", "manifest unknown", "toomanyrequests",
-    "EOF", "HTTP ", "status: ", "500", "429", "503 Service Unavailable", "Status 405", "project ", "projects/", "constraints/",
-    "apis/api/", "googleapis.com", "pull access denied for ", "manifest for ", "request \"/v2/", "eyJ", "ya29.", "-----BEGIN",
-]
-PIECE = st.sampled_from(PIECES)
-# Long runs of one piece (repeated separators, unclosed brackets, quotes and tags), glued fragments, any text.
-RUNS = st.builds(lambda before, piece, count, after: before + piece * count + after,
-                 st.text(max_size=8), PIECE, st.integers(1, 4000), st.text(max_size=8))
-GLUED = st.lists(st.one_of(PIECE, st.text(max_size=4)), max_size=40).map("".join)
-ADVERSARIAL = st.one_of(st.text(), GLUED, RUNS)
-# Bytes: any, the text above in UTF-8, and UTF-8 broken on purpose (lone continuation bytes, truncated sequences,
-# overlong forms, UTF-16 and UTF-32 text).
-BROKEN_UTF8 = [b"\xff", b"\xfe", b"\x80", b"\xc3", b"\xe2\x82", b"\xf0\x9f\x98", b"\xc0\xaf", b"\xed\xa0\x80"]
-ADVERSARIAL_BYTES = st.one_of(
-    st.binary(max_size=400),
-    ADVERSARIAL.map(lambda t: t.encode("utf-8", "surrogatepass")),
-    st.lists(st.one_of(st.sampled_from(BROKEN_UTF8), PIECE.map(lambda p: p.encode("utf-8", "surrogatepass"))), max_size=40).map(b"".join),
-    st.builds(lambda t, codec: t.encode(codec, "surrogatepass"), GLUED, st.sampled_from(["utf-16", "utf-16-le", "utf-16-be", "utf-32"])),
-)
-
-
-def big(piece: str, size: int) -> str:
-    """`piece` repeated to about `size` characters."""
-    return piece * (size // len(piece) + 1)
-
-
-# Large server-controlled texts: 60 KB and 300 KB of repeated separators and unclosed constructs.
-BIG_TEXTS = [
-    big("[", 60_000), big("{", 300_000), big('"', 60_000), big("\\", 300_000), big('"\\', 60_000), big('{"a":', 300_000),
-    big('["', 60_000), big(": ", 300_000), big(": denied", 60_000), big("<Code>", 300_000), big("https://", 60_000),
-    big('"message": "', 300_000), big("a ", 60_000), '"' + big("x", 300_000), big("/", 60_000), big("9", 300_000),
-]
 LIMITS = settings(max_examples=200, deadline=EXAMPLE_DEADLINE_MS)  # per example: a parser that backtracks or goes quadratic fails
-
-
-def with_examples(*texts, rest: tuple = ()):
-    """An explicit @example for each text, followed by the test's other arguments `rest`."""
-    def decorate(test):
-        for text in reversed(texts):
-            test = example(text, *rest)(test)
-        return test
-    return decorate
 
 
 REASON = re.compile(

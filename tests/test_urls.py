@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pipe import urls
 from pipe.urls import Url
 from tests.support.budgets import EXAMPLE_DEADLINE_MS
-from tests.test_untrusted import ADVERSARIAL
+from tests.support.inputs import ADVERSARIAL
 
 LIMITS = settings(max_examples=300, deadline=EXAMPLE_DEADLINE_MS)
 

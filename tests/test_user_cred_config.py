@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 from google.auth import identity_pool, pluggable
+from hypothesis import example, given
+from hypothesis import strategies as st
 
-from pipe import config, user_cred_config
+from pipe import config, parsers, user_cred_config
 from pipe.errors import PipeError
+from tests.support.budgets import CRASH_HUNT
 from tests.support.figures import probe
 from tests.support.google_tools import GCLOUD, gcloud
-from tests.test_bad_input import PROVIDER, gcloud_config, key_secrets, service_account_key, wrapped_base64
+from tests.support.inputs import JSON, MAX_LINE, PROVIDER, gcloud_config, key_secrets, service_account_key, wrapped_base64
 
 SA = "puller@my-proj.iam.gserviceaccount.com"
 JWT = "urn:ietf:params:oauth:token-type:jwt"
@@ -264,3 +267,39 @@ def test_thousands_of_keys_are_checked_for_duplicates():
     text = json.dumps({f"k{i}": i for i in range(4000)})
     with probe("config file with 4000 keys"):
         refused(text, Path("/nonexistent"), "has type null")
+
+
+# --- properties: any field values, any bytes ----------------------------------------------------
+
+FIELDS = st.sampled_from(sorted(gcloud_config()) + ["token_info_url", "service_account_impersonation", "quota_project_id", "zzz"])
+
+
+@CRASH_HUNT
+@given(st.dictionaries(FIELDS, JSON, max_size=3))
+@example({"service_account_impersonation": {"token_lifetime_seconds": True}})
+@example({"credential_source": {"format": []}})
+def test_a_config_file_with_any_field_values_is_read_or_refused_in_one_line(changes):
+    text = json.dumps(gcloud_config(**changes))
+    try:
+        settings = user_cred_config.load(text, Path("/nonexistent"))
+    except PipeError as error:
+        assert error.message.startswith(user_cred_config.NAME) and error.message.isprintable() and len(error.message) < MAX_LINE
+        return
+    # Accepted: every value is one the variables' own parsers take unchanged.
+    for variable, parse in (("WORKLOAD_IDENTITY_PROVIDER", lambda n, v: parsers.workload_identity_provider(n, v).name),
+                           ("SERVICE_ACCOUNT", parsers.service_account),
+                            ("STS_ENDPOINT", parsers.endpoint), ("IAM_CREDENTIALS_ENDPOINT", parsers.endpoint),
+                            ("UNIVERSE_DOMAIN", parsers.universe_domain)):
+        if variable in settings.variables:
+            assert parse(variable, settings.variables[variable]) == settings.variables[variable]
+
+
+@CRASH_HUNT
+@given(st.binary(max_size=300))
+def test_any_bytes_as_a_config_file_are_read_or_refused_in_one_line(tmp_path_factory, data):
+    directory = tmp_path_factory.mktemp("clone")
+    (directory / "cred.json").write_bytes(data)
+    try:
+        user_cred_config.load("cred.json", directory)
+    except PipeError as error:
+        assert error.message.startswith(user_cred_config.NAME) and error.message.isprintable()
