@@ -486,10 +486,8 @@ def _registry_name(host: str) -> str:
 def _image_repository(failure: Failure, context: Context) -> google_registries.Repository | None:
     """The Artifact Registry repository the answer is about: the one the text names, else IMAGE's."""
     host, path = failure.get("host"), failure.get("path")
-    if path:
-        found = google_registries.repository_of(host or (context.image.host if context.image else ""), path)
-        if found:
-            return found
+    if path:  # the text names an image: its repository, or none (a base image elsewhere is not IMAGE's repository)
+        return google_registries.repository_of(host or (context.image.host if context.image else ""), path)
     return google_registries.repository_of(context.image.host, context.image.path) if context.image else None
 
 

@@ -153,10 +153,10 @@ _REFERENCE = re.compile(
     r"https?://(?P<host>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)/v2/(?P<path>[a-z0-9._/-]{1,255}?)/(?:manifests|blobs)/"
     r"|(?:pull access denied for|manifest for|failed to resolve reference|repository) \"?(?P<ref>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?/[a-z0-9._/-]{1,255})"
     r"|request \"/v2/(?P<request>[a-z0-9._/-]{1,255}?)/(?:manifests|blobs)/")
-# Else the host of a URL the daemon requested (Go's `Get "<url>"`) or of the registry API's root: a help link in the
-# message names no registry.
-_REQUESTED_HOST = re.compile(r"\b(?:Get|Head|Post|GET|HEAD|POST) \"?https?://(?P<a>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)[/\"]"
-                             r"|https?://(?P<b>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)/v2[/\"]")
+# Else the host of the registry API's root, or of Cloud Storage serving a layer the daemon requested (Go's
+# `Get "<url>"`): any other URL (a help link, an OAuth endpoint) names no registry.
+_REQUESTED_HOST = re.compile(r"https?://(?P<b>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)/v2[/\"]"
+                             r"|\b(?:Get|GET) \"?https?://(?P<a>(?:[a-z0-9-]{1,63}\.){0,4}(?:storage\.googleapis|googleusercontent)\.com)/")
 _ALIASES = {"unknown blob": "BLOB_UNKNOWN"}  # distribution's own wording for a blob the registry does not have
 _PERMANENT_CODES = {"DENIED", "UNAUTHORIZED", "NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_INVALID", "TAG_INVALID",
                     "MANIFEST_INVALID", "DIGEST_INVALID", "UNSUPPORTED"}
