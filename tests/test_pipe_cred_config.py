@@ -17,19 +17,16 @@ import pytest
 from pipe import config, export, main, pipe_cred_config
 from pipe.errors import PipeError
 from tests.support.figures import probe
+from tests.support.inputs import gcloud_config
 
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bb-pool/providers/bb-provider"
 SA = "puller@my-proj.iam.gserviceaccount.com"
-GCLOUD = {  # `gcloud iam workload-identity-pools create-cred-config ... --service-account-token-lifetime-seconds=1800`
-    "universe_domain": "googleapis.com",
-    "type": "external_account",
-    "audience": "//iam.googleapis.com/" + PROVIDER,
-    "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-    "token_url": "https://sts.googleapis.com/v1/token",
-    "credential_source": {"file": "/path/to/oidc.jwt"},
-    "service_account_impersonation_url": f"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{SA}:generateAccessToken",
-    "service_account_impersonation": {"token_lifetime_seconds": 1800},
-}
+# `gcloud iam workload-identity-pools create-cred-config ... --service-account-token-lifetime-seconds=1800`
+GCLOUD = gcloud_config(
+    audience="//iam.googleapis.com/" + PROVIDER,
+    service_account_impersonation_url=f"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{SA}:generateAccessToken",
+    service_account_impersonation={"token_lifetime_seconds": 1800},
+)
 
 
 def test_rendered_config_matches_gcloud_for_impersonation():
