@@ -12,6 +12,9 @@ from pipe import shown, untrusted
 from pipe.errors import PipeError
 
 MAX_TOKEN = 16 * 1024  # CHOSEN: Google's access tokens are ~2 KB, ID tokens and registry tokens a few KB
+# CHOSEN: Google's access tokens are over 100 characters, JWTs and Artifact Registry's tokens far longer. A shorter
+# "token" could be an ordinary word, which redaction would then cut out of every line, the pipe's own included.
+MIN_TOKEN = 32
 MAX_LIFETIME = 12 * 3600  # the longest lifetime Google grants (registry tokens: Artifact Registry's 12 h)
 _TOKEN = re.compile(r"[!-~]+")  # printable ASCII without spaces: what an Authorization header can carry
 _EXPIRE_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z")  # google-auth parses only this form
@@ -23,8 +26,10 @@ def _refuse(service: str, field: str, problem: str, fix: str) -> PipeError:
 
 
 def body(service: str, data: bytes, fix: str) -> dict:
+    """The answer as its reader reads it: google-auth decodes UTF-8 and parses JSON with no byte order mark allowed, so
+    a check that skipped one would pass a body google-auth then fails on."""
     try:
-        return untrusted.json_object(data)
+        return untrusted.json_object(data, bom=False)
     except untrusted.NotJson as error:
         raise _refuse(service, "the body", f"its body {error.reason}", fix) from None
 
@@ -45,7 +50,7 @@ def token(answer: dict, field: str, service: str, fix: str) -> str:
     value = answer.get(field)
     if not isinstance(value, str):
         raise _refuse(service, field, _wrong_type(answer, field, "a string"), fix)
-    if not value or len(value) > MAX_TOKEN or not _TOKEN.fullmatch(value):
+    if not MIN_TOKEN <= len(value) <= MAX_TOKEN or not _TOKEN.fullmatch(value):
         raise _refuse(service, field, f"its {field} is not a token ({len(value)} characters, or not printable ASCII)", fix)
     return value
 

@@ -19,6 +19,7 @@ import stat
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from pipe import stopping
 from pipe.errors import PipeError
 
 log = logging.getLogger("pipe")
@@ -240,7 +241,8 @@ def mask(clone: Path):
         try:
             yield clone / name
         finally:
-            top.remove(name)
+            with stopping.cleanup():
+                top.remove(name)
     finally:
         top.close()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import docker
 from docker import errors as docker_errors
 
-from pipe import bitbucket, clone_dirs, diagnose, redact, retry, shown, untrusted
+from pipe import bitbucket, clone_dirs, diagnose, error_models, redact, retry, shown, stopping, untrusted
 from pipe.errors import PipeError
 from pipe.parsers import Image
 
@@ -26,35 +26,46 @@ NEEDS_DOCKER = (
     "bitbucket-pipelines.yml (locally, set DOCKER_HOST)."
 )
 OOM_EXIT = 137
-# What a terminal keeps from output it was shown: an escape sequence cut short (CAN ends it), an open string such as
-# a window title or hyperlink target (ST ends it), a hyperlink (OSC 8 closes it), a character set switched to line
-# drawing (ESC ( B and SI), and hidden, reversed or coloured text (SGR 0). Written after the run container's output
-# when that output held any control sequence, so the pipe's own ✔ and ✖ lines show as written.
-TERMINAL_RESET = b"\x18\x1b\\\x1b]8;;\x1b\\\x1b(B\x0f\x1b[0m"
-_STATEFUL = (b"\x1b", b"\x0e", b"\x9b", b"\x9d", b"\x90")  # ESC, SO, and the 8-bit CSI, OSC and DCS
+# What a terminal keeps from output it was shown, and what undoes each: an escape sequence cut short (CAN), an open
+# string such as a window title, hyperlink target or APC (ST), a hyperlink (OSC 8), a palette or default colours
+# changed so text draws in the background's colour (OSC 104, 110, 111), the alternate screen (?1049l), a scroll region
+# (DECSTBM, between DECSC and DECRC so the cursor stays where it was), autowrap off or the cursor hidden (?7h, ?25h), a
+# character set switched to line drawing (ESC ( B and SI), and hidden, reversed or coloured text (SGR 0). Written
+# after the run container's output when that output held any control sequence, so the pipe's ✔ and ✖ lines show.
+TERMINAL_RESET = (b"\x18\x1b\\" b"\x1b]8;;\x1b\\" b"\x1b]104\x1b\\\x1b]110\x1b\\\x1b]111\x1b\\" b"\x1b[?1049l"
+                  b"\x1b7\x1b[r\x1b8" b"\x1b[?7h\x1b[?25h" b"\x1b(B\x0f\x1b[0m")
+# ESC and SO, and the 8-bit C1 introducers (raw, or the second byte of their UTF-8 form): DCS, SOS, CSI, OSC, PM, APC.
+_STATEFUL = (b"\x1b", b"\x0e", b"\x90", b"\x98", b"\x9b", b"\x9d", b"\x9e", b"\x9f")
+
+
+LABEL = "pipe.google-cloud-keyless"  # on every container the pipe runs, with the clone it mounts under LABEL + ".clone"
 
 
 def connect(timeout: int = 60) -> docker.DockerClient:
+    """The step's daemon, never through a proxy: the Engine API carries registry tokens and ENV's values, and on
+    Bitbucket it is plain http to the docker service (a proxy variable set for the step's own traffic must not see it)."""
     try:
         client = docker.from_env(timeout=timeout)
+        client.api.trust_env = False  # requests' proxy variables and .netrc
         client.ping()
     except docker_errors.DockerException as error:
         raise PipeError(NEEDS_DOCKER.format(detail=f" ({redact.redact(untrusted.text(str(error), 300))})")) from None
     return client
 
 
-def pull(client: docker.DockerClient, image: Image, auth: dict | None, principal: str, policy: retry.RetryPolicy) -> None:
+def pull(client: docker.DockerClient, image: Image, auth, principal: str, policy: retry.RetryPolicy) -> None:
     """Pull with the registry token (pipe.registry.daemon_auth); transient failures are retried within the same
-    budget as Google's calls, the rest explained at once."""
+    budget as Google's calls, the rest explained at once. `auth` may be a function giving each try its own auth config,
+    so a retry after the registry refused a token goes with a fresh one."""
     tries = retry.Attempts(policy, f"Pulling {image.display}")
     for attempt in tries:
         log.info(f"Pulling {image.display}")
         try:
-            _pull_once(client, image, auth)
+            _pull_once(client, image, auth() if callable(auth) else auth)
             return
         except _PullFailed as failure:
             explanation = redact.redact(untrusted.text(failure.explanation))
-            kind = retry.of_daemon(explanation)
+            kind = error_models.from_registry(explanation, None, "the registry").transient  # the diagnosis's own reading
             if kind is None or not tries.again(attempt, f"failed ({explanation})", kind):
                 raise PipeError(diagnose.pull_error(explanation, image, principal, transient=kind)) from None
 
@@ -150,7 +161,7 @@ def run(
     volumes = {str(clone_dir): {"bind": str(clone_dir), "mode": "rw"}, **(mounts or {})}
     check_binds(volumes, clone_dir)
     container = _create(client, image, network, docker_host_internal, working_dir=str(workdir), volumes=volumes,
-                        environment=environment, labels={"pipe.google-cloud-keyless": "run"}, **options)
+                        environment=environment, labels={LABEL: "run", f"{LABEL}.clone": str(clone_dir)}, **options)
     try:
         stream = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
         container.start()
@@ -234,10 +245,25 @@ def _oom_killed(container) -> bool:
     return bool(container.attrs.get("State", {}).get("OOMKilled"))
 
 
-def remove(container) -> None:
+def remove_leftovers(client: docker.DockerClient, clone_dir: Path) -> None:
+    """Containers an earlier run of the pipe on this clone started and could not remove (it was SIGKILLed): still
+    running, they could read what this run exports into the clone they mount. One pipe runs at a time per clone."""
     try:
-        container.remove(force=True)
-    except docker_errors.NotFound:
-        pass
+        leftovers = client.containers.list(all=True, filters={"label": f"{LABEL}.clone={clone_dir}"})
     except docker_errors.APIError as error:
-        log.warning(f"Could not remove container {container.short_id}: {error.explanation}")
+        log.warning(f"Could not list containers an earlier run may have left: {error.explanation}")
+        return
+    for container in leftovers:
+        log.warning(f"Removing container {container.short_id}, left running by an earlier run of the pipe that was killed")
+        remove(container)
+
+
+def remove(container) -> None:
+    """The container and its anonymous volumes (an image's VOLUME would otherwise keep what the run wrote there)."""
+    with stopping.cleanup():
+        try:
+            container.remove(force=True, v=True)
+        except docker_errors.NotFound:
+            pass
+        except docker_errors.APIError as error:
+            log.warning(f"Could not remove container {container.short_id}: {error.explanation}")

@@ -78,10 +78,13 @@ def id_token(cfg: Config, step: StepToken, transport: Transport) -> str:
     federated = federated_credentials(cfg, step, [IAM_SCOPE])
     _refresh(federated, transport, cfg, step)
     request = {"audience": cfg.id_token_audience, "delegates": delegate_names(cfg), "includeEmail": cfg.id_token_include_email}
-    answer = transport(
-        cfg.iam_url(cfg.service_account, "generateIdToken"), method="POST", body=json.dumps(request).encode(),
-        headers={"Authorization": f"Bearer {federated.token}", "Content-Type": "application/json"},
-    )
+    try:
+        answer = transport(
+            cfg.iam_url(cfg.service_account, "generateIdToken"), method="POST", body=json.dumps(request).encode(),
+            headers={"Authorization": f"Bearer {federated.token}", "Content-Type": "application/json"},
+        )
+    except exceptions.TransportError as error:
+        raise _unreachable(error) from None
     if answer.status != 200:
         raise PipeError(diagnose.iam_error(_error_body(answer.data), cfg, step, "generateIdToken", answer.status))
     token = answers.id_token(answer.data)
@@ -115,13 +118,16 @@ def _refresh(credentials, transport: Transport, cfg: Config, step: StepToken) ->
     except exceptions.OAuthError as error:  # STS answered with an OAuth error body
         raise PipeError(diagnose.sts_error(_error_body(error), cfg, step, checked.status)) from None
     except exceptions.TransportError as error:
-        raise PipeError(
-            f"Could not reach Google ({redact.redact(str(error))}): check STS_ENDPOINT / IAM_CREDENTIALS_ENDPOINT "
-            "and the step's network access to *.googleapis.com."
-        ) from None
+        raise _unreachable(error) from None
     except exceptions.RefreshError as error:  # IAM Credentials refused the impersonation
         raise PipeError(diagnose.iam_error(_error_body(error), cfg, step, status=checked.status)) from None
     redact.add_secret(credentials.token)
+
+
+def _unreachable(error: exceptions.TransportError) -> PipeError:
+    """Every call to Google that got no answer (after the retries), or one the transport refused to read."""
+    return PipeError(f"Could not reach Google ({redact.redact(str(error))}): check STS_ENDPOINT / IAM_CREDENTIALS_ENDPOINT "
+                     "and the step's network access to *.googleapis.com.")
 
 
 def _error_body(source) -> dict:

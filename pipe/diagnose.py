@@ -45,7 +45,8 @@ def said(failure: Failure) -> str:
     text = failure.message
     title = re.search(r"<title>([^<]{0,200})</title>", text, re.I)
     flat = " ".join((title[1] if title else text).split())
-    label = " ".join(part for part in (f"HTTP {failure.status}" if failure.status else "", failure.code) if part)
+    code = shown.clipped(failure.code, 60)  # a status or code is a short name; a server may send anything there
+    label = " ".join(part for part in (f"HTTP {failure.status}" if failure.status else "", code) if part)
     quoted = flat if len(flat) <= _QUOTE_LIMIT else flat[:_QUOTE_LIMIT] + "…"
     return ": ".join(part for part in (label, shown.clipped(quoted, _QUOTE_LIMIT + 1)) if part) or "no message"
 
@@ -56,12 +57,19 @@ def _line(text: str) -> str:
 
 # --- the reasons every service shares ------------------------------------------------------------------------
 
+# The API each service is, for an answer that says "disabled" without naming one.
+_API_OF = {"Google STS": "sts.googleapis.com", "IAM Credentials": "iamcredentials.googleapis.com"}
+
+
 def _project(failure: Failure, context: Context) -> str | None:
-    """The project the answer is about: ErrorInfo's consumer, the project the message names, or IMAGE's; None when
-    none is known (a command is then not printed: gcloud refuses a placeholder in --project)."""
+    """The project the answer is about: ErrorInfo's consumer, the project the message names, the provider's for STS
+    and IAM Credentials (whose APIs are enabled where the pool is), or IMAGE's; None when none is known (a command is
+    then not printed: gcloud refuses a placeholder in --project)."""
     consumer = failure.get("consumer").removeprefix("projects/").removeprefix("project:")
     if google_registries.is_project(consumer):
         return consumer
+    if failure.service in _API_OF and context.cfg is not None:
+        return context.cfg.provider.project_number
     image = _image_repository(failure, context)
     return image.project if image else None
 
@@ -73,7 +81,7 @@ def _in(project: str | None, context: Context | None = None) -> str:
 
 
 def _service_disabled(failure: Failure, context: Context) -> str:
-    api = failure.get("service", "artifactregistry.googleapis.com")
+    api = failure.get("service") or _API_OF.get(failure.service, "artifactregistry.googleapis.com")
     project = _project(failure, context)
     fix = (f"enable it with `{gcloud.services_enable(api, project=project)}`" if project else
            f"enable {api} in that project (APIs & Services in the Google Cloud console)")
@@ -161,12 +169,26 @@ def _requester_pays(failure: Failure, context: Context) -> str:
 
 def _gcr_shutdown(failure: Failure, context: Context) -> str:
     project = _project(failure, context)
-    migrate = f"`{gcloud.gcr_migrate(project)}`" if project else "`gcloud artifacts docker upgrade migrate` for that project"
+    migrate = (f"`{gcloud.gcr_migrate(project)}`" if project else
+               "gcloud's `artifacts docker upgrade migrate` for the project that owns the image")
     return (
         f"Container Registry no longer serves {_in(project)}: gcr.io is shut down for projects that did not move "
         f"(Google: {said(failure)}). Move to Artifact Registry: {migrate} creates gcr.io repositories in Artifact "
         "Registry that keep the same image names; or push the image to a LOCATION-docker.pkg.dev repository and change IMAGE."
     )
+
+
+def _lifetime_over_one_hour(failure: Failure, context: Context) -> str:
+    """IAM refuses a lifetime over 1 hour unless the org policy lists the account; the constraint is the remedy."""
+    cfg = context.cfg
+    if cfg is None or cfg.lifetime > 3600:
+        asked = f" for {cfg.service_account} (ACCESS_TOKEN_LIFETIME is {cfg.lifetime}s; " if cfg else " ("
+        return (
+            f"Google refused a token lifetime over 1 hour{asked}Google: {said(failure)}): set ACCESS_TOKEN_LIFETIME to "
+            "3600s or less, or list the account in the org policy constraints/iam.allowServiceAccountCredentialLifetimeExtension.")
+    return (
+        f"Google says the token lifetime exceeds 1 hour although ACCESS_TOKEN_LIFETIME is {cfg.lifetime}s (Google: "
+        f"{said(failure)}): the runner's clock is ahead of Google's; set ACCESS_TOKEN_LIFETIME to 3300s to leave room.")
 
 
 REASONS = {
@@ -186,6 +208,7 @@ REASONS = {
     "USER_PROJECT_MISSING": _requester_pays,
     "USER_PROJECT_DENIED": _requester_pays,
     "GCR_SHUTDOWN": _gcr_shutdown,
+    "LIFETIME_OVER_ONE_HOUR": _lifetime_over_one_hour,
 }
 
 
@@ -305,7 +328,8 @@ def _sts_token_rejected(failure: Failure, context: Context) -> str | None:
         return (
             f"Google says the step's OIDC token is expired or not yet valid (iat {step.claim('iat')}, exp {step.claim('exp')}; "
             f"Google: {said(failure)}): Bitbucket's token lasts about an hour from the start of the step, so run the pipe "
-            "earlier in the step or in its own step with `oidc: true`; a fresh token refused this way means the step's clock is off.")
+            "earlier in the step or in its own step with `oidc: true`; if OIDC_TOKEN is set, it must be this step's token, "
+            "not one saved earlier; a fresh token refused this way means the step's clock is off.")
     if "Unable to parse the ID Token" in message:
         return (f"Google STS could not parse the step's OIDC token as a JWT (Google: {said(failure)}): pass "
                 "$BITBUCKET_STEP_OIDC_TOKEN unchanged, with no quotes, spaces or extra characters (check OIDC_TOKEN if you set it).")
@@ -364,12 +388,8 @@ def _sts_unknown(failure: Failure, context: Context) -> str:
 
 def iam_error(body: dict, cfg: Config, step: StepToken, method: str = "generateAccessToken", status: int | None = None) -> str:
     failure = from_google(body, status, "IAM Credentials")
-    if failure.reason == "SERVICE_DISABLED" and not failure.get("service"):
-        failure.metadata["service"] = "iamcredentials.googleapis.com"
-    if failure.reason == "SERVICE_DISABLED" and not failure.get("consumer"):
-        failure.metadata["consumer"] = cfg.provider.project_number
     context = Context(cfg, step)
-    explained = _explain(failure, context, (_iam_not_found, _iam_unauthenticated, _iam_lifetime))
+    explained = _explain(failure, context, (_iam_not_found, _iam_unauthenticated))
     if not explained and (failure.status == 403 or failure.code == "PERMISSION_DENIED" or failure.reason == "IAM_PERMISSION_DENIED"
                           or "denied on resource" in failure.message or "does not have permission" in failure.message):
         explained = _impersonation_denied(cfg, context.step, method, failure)
@@ -412,20 +432,6 @@ def _iam_unauthenticated(failure: Failure, context: Context) -> str | None:
         f"IAM Credentials did not accept the federated token while impersonating {cfg.service_account} ({said(failure)}): "
         f"STS_ENDPOINT ({cfg.sts_endpoint}) and IAM_CREDENTIALS_ENDPOINT ({cfg.iam_endpoint}) must be Google's endpoints of "
         "the same universe, so the token from one is valid at the other.")
-
-
-def _iam_lifetime(failure: Failure, context: Context) -> str | None:
-    message, cfg = failure.message, context.cfg
-    if "lifetime" not in message or not ("1 hour" in message or "3600" in message):
-        return None
-    if cfg.lifetime > 3600:
-        return (
-            f"Google refused a token lifetime over 1 hour for {cfg.service_account} (ACCESS_TOKEN_LIFETIME is {cfg.lifetime}s; "
-            f"Google: {said(failure)}): set ACCESS_TOKEN_LIFETIME to 3600s or less, or list the account in the org policy "
-            "constraints/iam.allowServiceAccountCredentialLifetimeExtension.")
-    return (
-        f"Google says the token lifetime exceeds 1 hour although ACCESS_TOKEN_LIFETIME is {cfg.lifetime}s (Google: "
-        f"{said(failure)}): the runner's clock is ahead of Google's; set ACCESS_TOKEN_LIFETIME to 3300s to leave room.")
 
 
 def _impersonation_denied(cfg: Config, step: StepToken, method: str, failure: Failure) -> str:
@@ -571,6 +577,11 @@ def _unauthorized(failure: Failure, context: Context) -> str | None:
             f"The registry refused {context.identity} for {context.image.display} ({said(failure)}): most likely it may "
             f"not read the repository (grant roles/artifactregistry.reader{grant}); if it may, the token was refused: keep "
             f"{CLOUD_PLATFORM} in ACCESS_TOKEN_SCOPES.")
+    if "No valid credential" in failure.message:  # Artifact Registry's word for a request it saw no credential on
+        return (
+            f"The registry saw no valid credential on the pull of {context.image.display} ({said(failure)}): either the "
+            f"pull token did not reach it (IMAGE must name the repository's own host), or the repository admits only "
+            f"readers and {context.identity} needs roles/artifactregistry.reader on it ({PROPAGATION}).")
     federated = context.identity.startswith("principal")
     return (
         f"The registry did not accept the Google access token for {context.image.display} ({said(failure)}): "
@@ -603,6 +614,17 @@ def _missing(failure: Failure, context: Context) -> str | None:
         return (f"The registry refused the name {image.display} (Google: {said(failure)}): fix IMAGE; on Artifact Registry "
                 "it is LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE[:TAG], lowercase.")
     return None
+
+
+def _token_mismatch(failure: Failure, context: Context) -> str | None:
+    """The registry refused the pull token its own token service issued for IMAGE's repository."""
+    if "does not match bearer token" not in failure.message:
+        return None
+    return (
+        f"The registry refused the pull token its token service had just issued for {context.image.display} (Google: "
+        f"{said(failure)}), even after retries with fresh tokens: most likely a passing fault on the registry's side, so "
+        f"rerun the step ({RETRY_BUDGET}); if it keeps failing, IMAGE may name the repository by an alias (gcr.io's "
+        "google_containers is google-containers): use the repository's own name.")
 
 
 def _storage(failure: Failure, context: Context) -> str | None:
@@ -657,7 +679,8 @@ def _legacy_v1(failure: Failure, context: Context) -> str | None:
     return (
         f"The registry has no image at {image.display} (Google: {said(failure)}): the daemon fell back to the retired v1 "
         f"protocol because the v2 lookup failed. Most likely IMAGE names an image or tag that does not exist; check it"
-        f"{check}; if it does exist, the registry had a passing fault: rerun the step ({RETRY_BUDGET}).")
+        f"{check}; if it does exist, the registry had a passing fault that outlasted the retries: rerun the step "
+        f"({RETRY_BUDGET}).")
 
 
 def _token_fetch(failure: Failure, context: Context) -> str | None:
@@ -694,7 +717,11 @@ def _unresolved(failure: Failure, context: Context) -> str | None:
 _UNTRUSTED = re.compile(r"x509: |tls: failed to verify|certificate signed by unknown authority|certificate has expired"
                         r"|certificate is (?:not )?valid for|tls: (?:bad certificate|handshake failure)")
 _PLAIN_HTTP = re.compile(r"server gave HTTP response to HTTPS client|first record does not look like a TLS handshake")
-_PROXY = re.compile(r"proxyconnect tcp|Proxy Authentication Required")
+# A proxy's refusal: Go's `proxyconnect`, or the bare reason phrase Go's transport makes of a CONNECT answered with
+# anything but 200 (`Head "<url>": Forbidden`); a registry's own refusal always carries a code or a status number.
+_PROXY = re.compile(r"proxyconnect tcp|Proxy Authentication Required"
+                    r"|https?://[^\s\"]{1,2000}\"?: (?:Forbidden|Method Not Allowed|Not Allowed|Access Denied)\s*$")
+_CLOCK = re.compile(r"certificate has expired or is not yet valid|certificate is not yet valid")
 
 
 def _connection_setup(failure: Failure, context: Context) -> str | None:
@@ -706,6 +733,10 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
         return (f"The proxy between the step and {host} refused the connection ({said(failure)}): check HTTPS_PROXY and "
                 "NO_PROXY in the step and the docker service, and the proxy's credentials; Google's registries need no proxy "
                 "on Bitbucket Cloud.")
+    if _CLOCK.search(text):
+        return (f"The Docker daemon found {host}'s certificate expired or not yet valid ({said(failure)}): Google's "
+                "certificates are current, so most likely the runner's clock is wrong (check `date` and NTP on a self-hosted "
+                "runner); otherwise a TLS-inspecting proxy between the step and Google presents an out-of-date certificate.")
     if _UNTRUSTED.search(text):
         return (f"The Docker daemon did not trust the certificate {host} presented ({said(failure)}): Google's registries "
                 "serve publicly trusted certificates, so something between the step and Google (a TLS-inspecting proxy or "
@@ -717,5 +748,5 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
     return None
 
 
-_REGISTRY_RULES = (_storage, _storage_permission, _repository_denied, _legacy_v1, _token_fetch, _platform, _missing,
-                   _legacy_denied, _unauthorized, _unresolved, _connection_setup)
+_REGISTRY_RULES = (_storage, _storage_permission, _repository_denied, _legacy_v1, _token_fetch, _token_mismatch, _platform,
+                   _missing, _legacy_denied, _unauthorized, _unresolved, _connection_setup)

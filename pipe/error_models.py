@@ -38,8 +38,26 @@ class Failure:
     transient: str | None = None  # pipe.retry's kind, when trying again later can work
 
     def get(self, key: str, default: str = "") -> str:
+        """A value the answer names, only in the form such a value takes: a server may put anything in ErrorInfo's
+        metadata, and explanations print these values, some inside commands."""
         value = self.metadata.get(key)
-        return value if isinstance(value, str) and value else default
+        form = _FORMS.get(key)
+        if not isinstance(value, str) or not value or (form is not None and not form.fullmatch(value)):
+            return default
+        return value
+
+
+_FORMS = {  # what each value a Failure names may look like (Google's own names; anything else is not shown)
+    "service": re.compile(r"[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63}){1,5}"),
+    "consumer": re.compile(r"(?:projects/|project:)?[a-z0-9][a-z0-9:.-]{0,99}"),
+    "constraint": re.compile(r"constraints/[A-Za-z0-9_.]{1,80}"),
+    "uid": re.compile(r"[\w-]{1,100}"),
+    "bucket": re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]"),
+    "host": re.compile(r"[a-z0-9.-]{1,253}(?::[0-9]{1,5})?"),
+    "path": re.compile(r"[a-z0-9._/-]{1,255}"),
+    "title": re.compile(r"[A-Za-z][\w ]{2,80} API"),
+    "storage_code": re.compile(r"\w{1,60}"),
+}
 
 
 # --- Google's standard messages, and the reason each stands for -------------------------------------------------
@@ -53,6 +71,8 @@ _TEMPLATES = (
     ("BILLING_DISABLED", re.compile(
         r"requires billing to be enabled|billing account[^.]{0,80}(?:disabled|closed|delinquent|not open)|billing-related error"
         r"|billing (?:is |has been )?disabled|enable billing|<Code>AccountProblem</Code>|past due balance|BILLING_DISABLED", re.I)),
+    # IAM's refusal of a lifetime over 1 hour names the constraint that would allow it: the lifetime is the cause.
+    ("LIFETIME_OVER_ONE_HOUR", re.compile(r"lifetimes? of more than 1 hour|lifetime[^.]{0,80}(?:exceeds?|more than)[^.]{0,40}(?:1 hour|3600)", re.I)),
     ("SECURITY_POLICY_VIOLATED", re.compile(r"vpcServiceControlsUniqueIdentifier|VPC Service Controls|SECURITY_POLICY_VIOLATED", re.I)),
     ("RESOURCE_USAGE_RESTRICTION_VIOLATED", re.compile(r"restrictServiceUsage|Resource Usage Restriction", re.I)),
     ("LOCATION_POLICY_VIOLATED", re.compile(r"resourceLocations|location constraint", re.I)),
@@ -157,6 +177,9 @@ _REFERENCE = re.compile(
 # `Get "<url>"`): any other URL (a help link, an OAuth endpoint) names no registry.
 _REQUESTED_HOST = re.compile(r"https?://(?P<b>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)/v2[/\"]"
                              r"|\b(?:Get|GET) \"?https?://(?P<a>(?:[a-z0-9-]{1,63}\.){0,4}(?:storage\.googleapis|googleusercontent)\.com)/")
+# The registry refusing the token its own token service issued for the repository (NAME_INVALID on gcr.io): a passing
+# fault of the token service, which a fresh token may not share.
+_TOKEN_MISMATCH = re.compile(r"does not match bearer token")
 _ALIASES = {"unknown blob": "BLOB_UNKNOWN"}  # distribution's own wording for a blob the registry does not have
 _PERMANENT_CODES = {"DENIED", "UNAUTHORIZED", "NAME_UNKNOWN", "MANIFEST_UNKNOWN", "BLOB_UNKNOWN", "NAME_INVALID", "TAG_INVALID",
                     "MANIFEST_INVALID", "DIGEST_INVALID", "UNSUPPORTED"}
@@ -187,7 +210,7 @@ def from_registry(text: str, status: int | None, service: str) -> Failure:
         kind = retry.of_status(status) if status else retry.of_daemon(text)
         if failure.code == "TOOMANYREQUESTS":
             kind = retry.THROTTLED
-        elif failure.code in _PERMANENT_CODES or failure.metadata.get("storage_code"):
+        elif (failure.code in _PERMANENT_CODES and not _TOKEN_MISMATCH.search(text)) or failure.metadata.get("storage_code"):
             kind = None
         failure.transient = _transient(failure, kind)
     _read_reference(failure, text)

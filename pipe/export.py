@@ -14,7 +14,7 @@ import shlex
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from pipe import clone_dirs, google_registries, pipe_cred_config
+from pipe import clone_dirs, google_registries, pipe_cred_config, stopping
 from pipe.config import Config
 from pipe.errors import PipeError
 
@@ -110,7 +110,7 @@ def container_credentials(cfg: Config, step_token: str, user: str | None):
 
     A private dir under the clone (the daemon only sees the clone), each file bind-mounted read-only into
     the container and owned by the image's numeric USER, still 0600. The dir exists only inside this
-    context: it is removed on every exit, including an exception or a signal (main.Stopped).
+    context: it is removed on every exit, including an exception or a signal (pipe.stopping).
     """
     owner = numeric_owner(user)
     if user and user not in ("root", "0") and owner is None:
@@ -136,7 +136,8 @@ def container_credentials(cfg: Config, step_token: str, user: str | None):
                 environment.update(GOOGLE_CLOUD_PROJECT=cfg.project_id, CLOUDSDK_CORE_PROJECT=cfg.project_id)
             yield mounts, environment
         finally:
-            parent.remove(target.name)
+            with stopping.cleanup():
+                parent.remove(target.name)
 
 
 def _chown(directory: clone_dirs.Dir, name: str, owner: tuple[int, int], user: str, image: str) -> None:

@@ -1,7 +1,9 @@
 """Every Google Cloud CLI command the pipe prints (setup, doctor, error explanations), in one place.
 
 Only forms gcloud 528 accepts (the suite runs every printed command through it, and checks that each value reaches
-gcloud as exactly the one value meant): pools and providers by their full resource name, because gcloud refuses a
+gcloud as exactly the one value meant). Every value a builder here receives goes through `arg`, whoever supplied it
+(a server's error text may name the API or the project), so a value is always one shell word, never a command.
+Pools and providers go by their full resource name, because gcloud refuses a
 project number in --project and the pipe only knows the number; service accounts by
 projects/<PROJECT>/serviceAccounts/<EMAIL>, where '-' lets Google find the project when the e-mail does not name it.
 """
@@ -41,17 +43,17 @@ def command(*lines: str) -> str:
 
 def pool(verb: str, provider, *flags: str) -> str:
     """`provider` is anything with the pool's full resource name in `pool_name` (provider.Provider, for one)."""
-    return " ".join(["gcloud iam workload-identity-pools", verb, provider.pool_name, *flags])
+    return " ".join(["gcloud iam workload-identity-pools", verb, arg(provider.pool_name), *flags])
 
 
 def provider(verb: str, provider, *flags: str) -> str:
     """`provider` is anything with the provider's full resource name in `name`."""
-    return " ".join(["gcloud iam workload-identity-pools providers", verb, provider.name, *flags])
+    return " ".join(["gcloud iam workload-identity-pools providers", verb, arg(provider.name), *flags])
 
 
 def service_account(verb: str, email: str, *flags: str) -> str:
     """One line: `gcloud iam service-accounts VERB projects/<P>/serviceAccounts/<E> ...`."""
-    return " ".join(["gcloud iam service-accounts", verb, service_accounts.resource_name(email), *flags])
+    return " ".join(["gcloud iam service-accounts", verb, arg(service_accounts.resource_name(email)), *flags])
 
 
 def grant_on_service_account(email: str, role: str, member: str) -> str:
@@ -77,7 +79,7 @@ def images_list(host: str, path: str) -> str | None:
 
 
 def services_enable(*apis: str, project: str) -> str:
-    return f"gcloud services enable {' '.join(apis)} --project={arg(project)}"
+    return f"gcloud services enable {' '.join(map(arg, apis))} --project={arg(project)}"
 
 
 def project_number(project_id: str) -> str:

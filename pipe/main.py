@@ -1,7 +1,8 @@
 """Entrypoint: variables → step token → Google credentials → registry auth → container → outputs.
 
 One method per action, each reading top to bottom. Heavy libraries are imported only by the stage that needs them:
-google-auth after validation, the Docker SDK only for pull and run.
+google-auth after validation, the Docker SDK for pull, run and the doctor, and for an export when the step has a
+daemon (to remove a killed earlier run's container first).
 """
 
 import logging
@@ -13,19 +14,11 @@ from pathlib import Path
 
 from bitbucket_pipes_toolkit import Pipe
 
-from pipe import clone_dirs, config, logs, oidc, parsers, redact, shown, urls
+from pipe import clone_dirs, config, logs, oidc, parsers, redact, shown, stopping, urls
 from pipe.errors import PipeError
 
 PIPE_YML = Path(__file__).resolve().parent.parent / "pipe.yml"
 log = logging.getLogger("pipe")
-
-
-class Stopped(BaseException):
-    """SIGTERM/SIGINT/SIGHUP/SIGQUIT: unwinds through every `finally`, so run containers and files are removed."""
-
-    def __init__(self, signum: int):
-        super().__init__(signum)
-        self.signum = signum
 
 
 class KeylessPipe(Pipe):
@@ -71,6 +64,11 @@ class KeylessPipe(Pipe):
 
     def authenticate(self, cfg: config.Config) -> int:
         self._prepare(cfg)
+        if cfg.export_credentials and _has_docker(self.env):  # a killed run's container would read this export
+            try:
+                self._remove_leftovers(cfg, self._docker())
+            except PipeError as error:  # auth itself needs no daemon
+                log.debug(f"No leftover containers checked: {error.message}")
         step, http = self._step_token(), _transport(cfg)
         self._check_token_services(cfg, http)
         minted, id_token = self._mint(cfg, step, http)
@@ -87,6 +85,7 @@ class KeylessPipe(Pipe):
         self._prepare(cfg)
         step, http = self._step_token(), _transport(cfg)
         client = self._docker()
+        self._remove_leftovers(cfg, client)
         services = self._check_token_services(cfg, http)
         minted, id_token = self._mint(cfg, step, http)
         self._pull(cfg, client, services[cfg.image.host], minted, http)
@@ -118,6 +117,11 @@ class KeylessPipe(Pipe):
 
         return container.connect()  # a missing `services: [docker]` fails before anything is minted
 
+    def _remove_leftovers(self, cfg: config.Config, client) -> None:
+        from pipe import container
+
+        container.remove_leftovers(client, cfg.clone_dir)
+
     def _check_token_services(self, cfg: config.Config, http) -> dict:
         """Where each registry that will get credentials sends them, checked before any token exists."""
         from pipe import registry
@@ -140,8 +144,10 @@ class KeylessPipe(Pipe):
     def _pull(self, cfg: config.Config, client, service, minted, http) -> None:
         from pipe import container, registry
 
-        token = registry.pull_token(cfg.image, service, minted.access_token, minted.principal, http)
-        container.pull(client, cfg.image, registry.daemon_auth(token), minted.principal, http.policy)
+        def auth() -> dict:  # a fresh pull token for each try
+            return registry.daemon_auth(registry.pull_token(cfg.image, service, minted.access_token, minted.principal, http))
+
+        container.pull(client, cfg.image, auth, minted.principal, http.policy)
         self.success(f"Pulled {cfg.image.display}.")
 
     def _run(self, cfg: config.Config, step: oidc.StepToken, client) -> None:
@@ -197,8 +203,9 @@ def _metadata() -> dict:
     return yaml.load(PIPE_YML.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
-def _stop(signum, frame):
-    raise Stopped(signum)
+def _has_docker(env: dict) -> bool:
+    """A daemon the step has (Bitbucket's `services: [docker]` sets DOCKER_HOST), without importing the Docker SDK."""
+    return bool(env.get("DOCKER_HOST")) or os.path.exists("/var/run/docker.sock")
 
 
 def _fail(message: str, exit_code: int) -> int:
@@ -206,21 +213,16 @@ def _fail(message: str, exit_code: int) -> int:
     return exit_code
 
 
-# Signals a runner or a user sends to stop a process: each unwinds the same way (SIGKILL cannot be caught; what it
-# leaves is removed by the next run, pipe.clone_dirs.remove_stale).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
-
-
 def main(env: dict | None = None) -> int:
     env = dict(os.environ if env is None else env)
     umask = os.umask(0o077)  # whatever the caller's umask: files and directories the pipe creates are its own
     logs.install()
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _stop)
+    restore_signals = stopping.install()
     try:
         return _run(env)
     finally:
-        os.umask(umask)  # for a caller that goes on (the tests call main() in-process)
+        restore_signals()  # for a caller that goes on (the tests call main() in-process)
+        os.umask(umask)
 
 
 def _run(env: dict) -> int:
@@ -232,7 +234,7 @@ def _run(env: dict) -> int:
         return pipe.run()
     except PipeError as error:
         return _fail(error.message, error.exit_code)
-    except Stopped as stop:
+    except stopping.Stopped as stop:
         return _fail(f"Stopped by signal {signal.Signals(stop.signum).name}; cleaned up.", 128 + stop.signum)
     except Exception as error:  # a bug, not a user error: one line, the trace only under DEBUG
         log.debug("Unexpected error", exc_info=True)

@@ -163,7 +163,11 @@ def pull_token(image: Image, service: TokenService, access_token: str, principal
     if answer.status != 200:
         raise PipeError(diagnose.token_service_error(answer.status, untrusted.text(answer.data), image, principal, service.realm.netloc))
     fix = f"check that {service.realm.netloc} is the registry's token service (REGISTRIES)"
-    return answers.registry_token(answer.data, f"The token service {service.realm.netloc}", fix)
+    token = answers.registry_token(answer.data, f"The token service {service.realm.netloc}", fix)
+    if access_token in token:  # the Google token handed back would reach the daemon, and whatever the registry names
+        raise PipeError(f"The token service {service.realm.netloc} answered with the Google access token itself as the "
+                        f"registry token, which no token service does and the Docker daemon must never receive: {fix}.")
+    return token
 
 
 def daemon_auth(registry_token: str | None) -> dict:

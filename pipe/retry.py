@@ -33,7 +33,10 @@ _STATUS = r"(?:\bHTTP/?[0-9.]* |\b[Ss]tatus(?: code)?:? |\bcode:? )"
 _DAEMON_THROTTLED = re.compile(rf"toomanyrequests|too many requests|{_STATUS}429\b|rate ?limit|quota exceeded", re.IGNORECASE)
 _DAEMON_UNAVAILABLE = re.compile(  # `unavailable:` is how the daemon writes the OCI code UNAVAILABLE
     rf"{_STATUS}(?:408|500|502|503|504)\b|service unavailable|bad gateway|gateway time-?out|internal server error|"
-    r"request timeout|(?<![\w-])unavailable:", re.IGNORECASE)
+    r"request timeout|(?<![\w-])unavailable:"
+    r"|does not match bearer token"  # the registry refused its token service's token: a fresh one may pass
+    r"|v1 Registry API is disabled\. If you are not explicitly using", re.IGNORECASE)  # the daemon's fallback after a v2
+    # lookup failed, perhaps in passing (a v1 client refused outright says only the first sentence)
 _DAEMON_NETWORK = re.compile(
     r"\bEOF\b|i/o timeout|Client\.Timeout exceeded|TLS handshake timeout|connection reset|connection refused|"
     r"broken pipe|context deadline exceeded|request canceled|server sent GOAWAY|stream error|timeout awaiting|"

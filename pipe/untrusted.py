@@ -47,12 +47,14 @@ def _unique_keys(pairs: list) -> dict:
     return found
 
 
-def json_object(data: bytes | str, *, limit: int = MAX_JSON, unique_keys: bool = False) -> dict:
-    """A JSON object within the caps (UTF-8, a BOM allowed), or NotJson saying why not."""
+def json_object(data: bytes | str, *, limit: int = MAX_JSON, unique_keys: bool = False, bom: bool = True) -> dict:
+    """A JSON object within the caps (UTF-8, a BOM allowed unless `bom` is False), or NotJson saying why not."""
     if isinstance(data, str):
         data = data.encode("utf-8", "surrogatepass")
     if len(data) > limit:
         raise NotJson(f"is more than {limit // 1024} KB")
+    if not bom and data.startswith(codecs.BOM_UTF8):
+        raise NotJson("starts with a byte order mark")
     data = data.removeprefix(codecs.BOM_UTF8)  # Windows editors write one; RFC 8259 §8.1 lets parsers ignore it
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or data[:2].count(0) == 1:
         raise NotJson("is UTF-16 text")

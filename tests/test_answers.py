@@ -83,15 +83,32 @@ def test_googles_answers_are_accepted():
     assert answers.check_sts(encoded(STS_BODY)) is None
     assert answers.check_sts(encoded({"access_token": ACCESS_TOKEN, "expires_in": "3599"})) is None  # OAuth allows a string
     assert answers.check_access_token(encoded(iam_body())) is None
-    assert answers.check_access_token(b"\xef\xbb\xbf" + encoded(iam_body())) is None
     assert answers.id_token(encoded({"token": ID_TOKEN})) == ID_TOKEN
+
+
+def test_a_byte_order_mark_is_refused_as_google_auth_would_fail_on_it():
+    """google-auth reads a success body with json.loads(data.decode("utf-8")), which refuses a BOM: a check that skipped
+    it would pass an answer google-auth then fails on with an unexplained JSONDecodeError."""
+    with pytest.raises(json.JSONDecodeError):
+        json.loads((b"\xef\xbb\xbf" + encoded(STS_BODY)).decode("utf-8"))
+    for check in (answers.check_sts, answers.check_access_token):
+        with pytest.raises(PipeError, match="starts with a byte order mark"):
+            check(b"\xef\xbb\xbf" + encoded(STS_BODY if check is answers.check_sts else iam_body()))
+
+
+@pytest.mark.parametrize("short", ["Authenticated", "x" * (answers.MIN_TOKEN - 1), "ya29.short"])
+def test_a_token_too_short_to_be_one_is_refused(short):
+    """A word redaction would then cut out of every line, the pipe's own ✔ line included."""
+    with pytest.raises(PipeError, match="is not a token"):
+        answers.check_sts(encoded(dict(STS_BODY, access_token=short)))
 
 
 def test_registry_tokens_in_both_field_names_and_docker_reads_token_first():
     assert answers.registry_token(encoded(REGISTRY_BODY), REGISTRY_SERVICE, REGISTRY_FIX) == REGISTRY_TOKEN
-    assert answers.registry_token(encoded({"access_token": "at-1"}), REGISTRY_SERVICE, REGISTRY_FIX) == "at-1"
-    both = {"token": "tok-1", "access_token": "at-1", "expires_in": 3600, "issued_at": "2026-01-31T12:00:00Z"}
-    assert answers.registry_token(encoded(both), REGISTRY_SERVICE, REGISTRY_FIX) == "tok-1"
+    at, tok = "at-" + "a1" * 20, "tok-" + "b2" * 20
+    assert answers.registry_token(encoded({"access_token": at}), REGISTRY_SERVICE, REGISTRY_FIX) == at
+    both = {"token": tok, "access_token": at, "expires_in": 3600, "issued_at": "2026-01-31T12:00:00Z"}
+    assert answers.registry_token(encoded(both), REGISTRY_SERVICE, REGISTRY_FIX) == tok
 
 
 def test_a_token_of_exactly_the_maximum_length_is_accepted():
@@ -237,7 +254,7 @@ def test_generate_id_token_refusals_name_the_method():
     ({"token": None}, "its token is missing"),
     ({"token": [ID_TOKEN]}, "its token is a list, not a string"),
     ({"token": ""}, "its token is not a token (0 characters"),
-    ({"token": "opaque-token-without-dots"}, "its token is not a JWT"),
+    ({"token": "opaque-token-without-any-dots-0123456789"}, "its token is not a JWT"),
     ({"token": ID_TOKEN + ".extra"}, "its token is not a JWT"),
     ({"token": ID_TOKEN.replace(".", "", 1)}, "its token is not a JWT"),
     ({"token": ID_TOKEN + " "}, "its token is not a token"),
@@ -272,8 +289,9 @@ def test_registry_token_fields(body, field, problem):
 
 
 def test_registry_expiry_is_optional():
-    assert answers.registry_token(encoded({"token": "t", "expires_in": None}), REGISTRY_SERVICE, REGISTRY_FIX) == "t"
-    assert answers.registry_token(encoded({"token": "t", "expires_in": 60}), REGISTRY_SERVICE, REGISTRY_FIX) == "t"
+    token = "registry-token-" + "t" * answers.MIN_TOKEN
+    assert answers.registry_token(encoded({"token": token, "expires_in": None}), REGISTRY_SERVICE, REGISTRY_FIX) == token
+    assert answers.registry_token(encoded({"token": token, "expires_in": 60}), REGISTRY_SERVICE, REGISTRY_FIX) == token
 
 
 # --- properties -------------------------------------------------------------------------------------------------------------

@@ -124,11 +124,23 @@ def test_a_known_secret_is_redacted_whatever_the_chunking(size):
         assert console.data == b"token=[redacted] and again: [redacted]\n"
 
 
-@pytest.mark.parametrize("marker", [b"\x1b[31mred", b"\x1b]0;title\x07", b"shift\x0eout", b"\x9b31m", b"\x9d0;t\x9c", b"\x90q\x9c"])
+@pytest.mark.parametrize("marker", [b"\x1b[31mred", b"\x1b]0;title\x07", b"shift\x0eout", b"\x9b31m", b"\x9d0;t\x9c", b"\x90q\x9c",
+                                    b"\x98sos\x9c", b"\x9epm\x9c", b"\x9fapc\x9c", "build ok\u009f".encode(), "\u009e".encode(),
+                                    b"\x1b]4;1;rgb:00/00/00\x07", b"\x1b]11;#000000\x07", b"\x1b[?1049h", b"\x1b[2;3r", b"\x1b[?7l"])
 def test_the_terminal_is_reset_after_output_that_held_control_sequences(marker):
     out, err = copy(iter([(b"before\n", b"plain\n"), (marker + b"\n", None)]))
     assert out.data == b"before\n" + marker + b"\n" + TERMINAL_RESET
     assert err.data == b"plain\n"  # each stream on its own: stderr held none
+
+
+def test_the_reset_undoes_every_kind_of_state_a_container_can_leave():
+    """One undo for each: strings (ST), hyperlinks, palette and default colours, the alternate screen, the scroll region
+    (cursor saved and restored around it), autowrap, the cursor, the character set, and text attributes."""
+    for undo in (b"\x1b\\", b"\x1b]8;;\x1b\\", b"\x1b]104\x1b\\", b"\x1b]110\x1b\\", b"\x1b]111\x1b\\", b"\x1b[?1049l",
+                 b"\x1b7\x1b[r\x1b8", b"\x1b[?7h", b"\x1b[?25h", b"\x1b(B", b"\x0f", b"\x1b[0m"):
+        assert undo in TERMINAL_RESET, undo
+    assert TERMINAL_RESET.startswith(b"\x18") and TERMINAL_RESET.endswith(b"\x1b(B\x0f\x1b[0m")  # CAN first; the DECRC's
+    # restored attributes and character set are overridden last
 
 
 def test_plain_output_gets_no_reset():

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipe import main
+from pipe import main, stopping
 from tests.support.emulator import Issuer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +27,7 @@ def silent_sts():
     server.close()
 
 
-@pytest.mark.parametrize("signum", main.STOP_SIGNALS, ids=lambda s: signal.Signals(s).name)
+@pytest.mark.parametrize("signum", stopping.SIGNALS, ids=lambda s: signal.Signals(s).name)
 def test_each_stop_signal_unwinds_in_one_line_with_its_exit_code(silent_sts, signum, tmp_path):
     env = {"PATH": os.environ["PATH"], "WORKLOAD_IDENTITY_PROVIDER": PROVIDER, "STS_ENDPOINT": silent_sts,
            "BITBUCKET_STEP_OIDC_TOKEN": Issuer("acme").mint("{0d6c1f43-6f39-4a35-9d1b-3b2f8c9e7a10}"), "REQUEST_TIMEOUT": "600s",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipe import config, export, main, pipe_cred_config
+from pipe import config, export, pipe_cred_config, stopping
 from pipe.errors import PipeError
 from tests.support.figures import probe
 from tests.support.inputs import gcloud_config
@@ -226,7 +226,7 @@ def test_container_files_exist_only_inside_the_context(tmp_path, user, owner):
     assert not run_dir(tmp_path).exists()
 
 
-@pytest.mark.parametrize("raised", [RuntimeError("docker failed"), main.Stopped(signal.SIGTERM)], ids=["exception", "signal"])
+@pytest.mark.parametrize("raised", [RuntimeError("docker failed"), stopping.Stopped(signal.SIGTERM)], ids=["exception", "signal"])
 def test_container_files_are_removed_when_the_run_fails_or_is_stopped(tmp_path, raised):
     with pytest.raises(type(raised)):
         with export.container_credentials(run_cfg(tmp_path), "step.jwt.value", "1000"):
@@ -244,15 +244,15 @@ def test_a_signal_while_the_files_are_written_leaves_none(tmp_path, monkeypatch)
         signal.raise_signal(signal.SIGTERM)
 
     monkeypatch.setattr(export, "_chown", chown_then_signal)
-    previous = signal.signal(signal.SIGTERM, main._stop)
+    restore = stopping.install()
     try:
         with probe("SIGTERM while the run files are written"):
-            with pytest.raises(main.Stopped):
+            with pytest.raises(stopping.Stopped):
                 with export.container_credentials(run_cfg(tmp_path), "step.jwt.value", "1000"):
                     pytest.fail("the context must not be entered")
             assert not run_dir(tmp_path).exists()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        restore()
 
 
 @pytest.mark.parametrize("user", ["99999999999", "1000:4294967295", "4294967295"])

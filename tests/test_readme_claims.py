@@ -73,3 +73,11 @@ def test_each_promise_names_the_tests_that_prove_it(sentence):
         for reference in (item.strip() for item in marker.split(",")):
             path, _, name = reference.partition("::")
             assert name in defined_tests(path), f"{reference} is no test"
+
+
+def test_every_marker_anywhere_names_a_test_that_exists():
+    """Also in sentences the promise words do not pick out: a marker naming a moved or renamed test is a stale proof."""
+    text = (ROOT / "README.md").read_text()
+    stale = [reference for marker in MARKER.findall(text) for reference in (item.strip() for item in marker.split(","))
+             if reference.partition("::")[2] not in defined_tests(reference.partition("::")[0])]
+    assert not stale, f"markers naming no test: {stale}"

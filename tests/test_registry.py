@@ -341,21 +341,21 @@ def token_service_at(server: Stub, path: str = "/v2/token", service: str | None 
 
 
 def test_the_pull_token_request_names_service_scope_and_basic_credentials(stub):
-    tokens = stub(200, body=json.dumps({"token": "registry-token-0123456789abcdef", "expires_in": 3600}).encode())
+    tokens = stub(200, body=json.dumps({"token": "registry-token-0123456789abcdef-0123456789", "expires_in": 3600}).encode())
     image = parsers.image("IMAGE", "us-docker.pkg.dev/my-proj/tools/builder:1.4")
     got = registry.pull_token(image, token_service_at(tokens), ACCESS_TOKEN, PRINCIPAL, transport())
-    assert got == "registry-token-0123456789abcdef"
+    assert got == "registry-token-0123456789abcdef-0123456789"
     method, path, headers = tokens.requests[0]
     url = urlsplit(path)
     assert method == "GET" and url.path == "/v2/token"
     assert parse_qs(url.query) == {"service": ["reg.example"], "scope": ["repository:my-proj/tools/builder:pull"]}
     scheme, _, credentials = headers["authorization"].partition(" ")
     assert scheme == "Basic" and base64.b64decode(credentials).decode() == f"oauth2accesstoken:{ACCESS_TOKEN}"
-    assert "registry-token-0123456789abcdef" not in redact.redact("registry-token-0123456789abcdef")
+    assert "registry-token-0123456789abcdef-0123456789" not in redact.redact("registry-token-0123456789abcdef-0123456789")
 
 
 def test_a_realm_with_a_query_keeps_it(stub):
-    tokens = stub(200, body=b'{"token": "registry-token-with-query-0123"}')
+    tokens = stub(200, body=b'{"token": "registry-token-with-query-0123456789abcdef"}')
     image = parsers.image("IMAGE", "us-docker.pkg.dev/my-proj/tools/builder@sha256:" + "a" * 64)
     registry.pull_token(image, token_service_at(tokens, "/auth?account=ci", service=None), ACCESS_TOKEN, PRINCIPAL, transport())
     query = parse_qs(urlsplit(tokens.requests[0][1]).query)
@@ -363,9 +363,20 @@ def test_a_realm_with_a_query_keeps_it(stub):
 
 
 def test_oauth_access_token_is_read_when_token_is_absent(stub):
-    tokens = stub(200, body=b'{"access_token": "registry-oauth-token-0123456789"}')
+    tokens = stub(200, body=b'{"access_token": "registry-oauth-token-0123456789-abcdefghij"}')
     image = parsers.image("IMAGE", "us-docker.pkg.dev/my-proj/tools/builder:1.4")
-    assert registry.pull_token(image, token_service_at(tokens), ACCESS_TOKEN, PRINCIPAL, transport()) == "registry-oauth-token-0123456789"
+    assert registry.pull_token(image, token_service_at(tokens), ACCESS_TOKEN, PRINCIPAL, transport()) == "registry-oauth-token-0123456789-abcdefghij"
+
+
+@pytest.mark.parametrize("field", ["token", "access_token"])
+@pytest.mark.parametrize("wrap", ["{}", "registry:{}", "{}.sig"])
+def test_a_token_service_handing_back_the_google_token_is_refused(stub, field, wrap):
+    """The daemon must never receive the Google token, however the token service dresses it up as a registry token."""
+    tokens = stub(200, body=json.dumps({field: wrap.format(ACCESS_TOKEN)}).encode())
+    image = parsers.image("IMAGE", "us-docker.pkg.dev/my-proj/tools/builder:1.4")
+    with pytest.raises(PipeError, match="answered with the Google access token itself") as refused:
+        registry.pull_token(image, token_service_at(tokens), ACCESS_TOKEN, PRINCIPAL, transport())
+    assert ACCESS_TOKEN not in refused.value.message
 
 
 def test_a_denied_pull_token_is_explained(stub):
@@ -390,8 +401,8 @@ def test_a_denied_pull_token_is_explained(stub):
     (b'{"token": 5}', "token"),
     (b'{"token": ""}', "token"),
     (b'{"token": "has a space"}', "token"),
-    (b'{"token": "ok-registry-token-0123", "expires_in": -1}', "expires_in"),
-    (b'{"token": "ok-registry-token-0123", "expires_in": "soon"}', "expires_in"),
+    (b'{"token": "ok-registry-token-0123456789-abcdefghij", "expires_in": -1}', "expires_in"),
+    (b'{"token": "ok-registry-token-0123456789-abcdefghij", "expires_in": "soon"}', "expires_in"),
 ])
 def test_a_200_with_a_bad_body_is_refused_in_one_line(stub, body, field):
     tokens = stub(200, body=body)
@@ -407,11 +418,11 @@ def test_the_whole_flow_gives_the_daemon_only_the_registry_token(stub):
     reg = stub(401)
     reg.answer = (401, challenge(f'Bearer realm="{reg.url}/v2/token",service="{reg.host}"'), b"")
     service = registry.token_service(reg.host, (reg.host,), transport())
-    reg.answer = (200, [], b'{"token": "flow-registry-token-0123456789"}')
+    reg.answer = (200, [], b'{"token": "flow-registry-token-0123456789-abcdefghij"}')
     image = parsers.image("IMAGE", f"{reg.host}/acme/tools/app:1")
     token = registry.pull_token(image, service, ACCESS_TOKEN, PRINCIPAL, transport())
     assert parse_qs(urlsplit(reg.requests[1][1]).query)["scope"] == ["repository:acme/tools/app:pull"]
-    assert registry.daemon_auth(token) == {"registrytoken": "flow-registry-token-0123456789"}
+    assert registry.daemon_auth(token) == {"registrytoken": "flow-registry-token-0123456789-abcdefghij"}
 
 
 # --- what the daemon gets, and who receives credentials --------------------------------------------------------

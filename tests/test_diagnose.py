@@ -1,0 +1,480 @@
+"""pipe.diagnose: Google's and the registries' refusals explained in one line, with the cause and the fix.
+
+Failures are built directly (pipe.error_models) or given to the public functions as Google, a token service or the
+Docker daemon sends them. What is checked is the line: one printable line, the resource the answer names, a fix that
+fits the cause (never a grant when the cause is not a missing grant, never the retry budget for what is not retried),
+and every gcloud command in it accepted by the real gcloud."""
+
+import json
+import re
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from pipe import config, diagnose, oidc, parsers, retry
+from pipe.error_models import Failure, from_google, from_registry
+from tests.support.budgets import EXAMPLE_DEADLINE_MS
+from tests.support.google_tools import GCLOUD, gcloud_verdict
+
+PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"
+SA = "puller@ci-proj.iam.gserviceaccount.com"
+HOP = "ci-broker@shared-proj.iam.gserviceaccount.com"
+REPOSITORY_UUID = "{0d6c1f43-6f39-4a35-9d1b-3b2f8c9e7a10}"
+RUN_URL = "https://api-abc123-ew.a.run.app"
+CLAIMS = {"iss": "https://api.bitbucket.org/2.0/workspaces/acme/pipelines-config/identity/oidc",
+          "aud": "ari:cloud:bitbucket::workspace/0c6e2a34-5f1b-4c7e-9d1a-7b2f8e3c4d5a",
+          "sub": f"{REPOSITORY_UUID}:{{6a0c2e1d-3b4f-4c5d-8e9f-0a1b2c3d4e5f}}", "repositoryUuid": REPOSITORY_UUID,
+          "branchName": "main", "iat": 1_790_000_000, "exp": 1_790_003_600}
+STEP = oidc.StepToken("eyJhbGciOiJSUzI1NiJ9.e30.c2lnbmF0dXJl", CLAIMS)  # only the claims are read
+IMAGE = parsers.image("IMAGE", "us-docker.pkg.dev/img-proj/tools/builder:1.4")
+PRINCIPAL = f"serviceAccount:{SA}"
+GRANTS = ("add-iam-policy-binding", "--role=")  # what a grant command carries
+COMMAND = re.compile(r"`(gcloud [^`]+)`")
+
+
+def settings_for(**variables) -> config.Config:
+    env = {"WORKLOAD_IDENTITY_PROVIDER": PROVIDER, "SERVICE_ACCOUNT": SA, "IMAGE": str(IMAGE.display), **variables}
+    return config.load({name: value for name, value in env.items() if value is not None}, Path("/b"))
+
+
+CFG = settings_for()
+CONTEXT = diagnose.Context(CFG, STEP, IMAGE, PRINCIPAL)
+
+
+def seen(line: str) -> str:
+    """A line the pipe would print: one printable line."""
+    assert "\n" not in line and line.isprintable() and line.strip() == line, line
+    return line
+
+
+def rpc(code: int, status: str, message: str, reason: str = "", **metadata) -> dict:
+    details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com",
+                "metadata": metadata}] if reason else []
+    return {"error": {"code": code, "status": status, "message": message, "details": details}}
+
+
+def sts(body: dict, status: int | None = None, cfg: config.Config = CFG) -> str:
+    return seen(diagnose.sts_error(body, cfg, STEP, status))
+
+
+def iam(body: dict, status: int | None = None, method: str = "generateAccessToken", cfg: config.Config = CFG) -> str:
+    return seen(diagnose.iam_error(body, cfg, STEP, method, status))
+
+
+def pull(text: str, transient: str | None = None) -> str:
+    return seen(diagnose.pull_error(text, IMAGE, PRINCIPAL, transient))
+
+
+def token_service(status: int, text: str) -> str:
+    return seen(diagnose.token_service_error(status, text, IMAGE, PRINCIPAL, "us-docker.pkg.dev"))
+
+
+# --- said(): Google's words, on one short line ----------------------------------------------------------------------------
+
+QUOTED = 10 * (diagnose._QUOTE_LIMIT + 1)  # at most 301 characters of the text, each escaped to at most 10 (\U0010ffff)
+
+
+def bound(failure: Failure) -> int:
+    return len(f"HTTP {failure.status} {failure.code}: ") + QUOTED
+
+
+def test_an_html_page_is_said_by_its_title():
+    page = ("<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error 502 (Server Error)!!1</title>\n"
+            "  <style>*{margin:0;padding:0}</style>\n<body><p><b>502.</b> <ins>That’s an error.</ins>\n" + "x" * 5000)
+    assert diagnose.said(Failure("Google STS", 502, message=page)) == "HTTP 502: Error 502 (Server Error)!!1"
+
+
+def test_pretty_printed_json_is_said_on_one_line():
+    body = json.dumps(rpc(403, "PERMISSION_DENIED", "Permission denied on resource."), indent=2)
+    said = diagnose.said(Failure("IAM Credentials", 403, "PERMISSION_DENIED", message=body))
+    assert "\n" not in said and said.startswith('HTTP 403 PERMISSION_DENIED: { "error": { "code": 403,')
+
+
+def test_a_megabyte_is_said_in_three_hundred_characters():
+    said = diagnose.said(Failure("the registry", 503, message="word " * 200_000))
+    assert said == "HTTP 503: " + ("word " * 60)[:diagnose._QUOTE_LIMIT] + "…"
+
+
+def test_control_and_bidirectional_characters_are_shown_escaped_never_acted_on():
+    message = "\x1b[2J\x1b[32m✔ Pulled\x1b[0m\r\n\x00fake\u202egnp.exe\u2028next\x7f\x85end\u200f"
+    said = diagnose.said(Failure("the registry", None, message=message))
+    assert said.isprintable() and "\n" not in said and "\r" not in said
+    assert "\\x1b[2J" in said and "\\u202e" in said and "\\x00" in said and "\\u200f" in said and "\\x7f" in said
+
+
+def test_what_there_is_when_there_is_little():
+    assert diagnose.said(Failure("s")) == "no message"
+    assert diagnose.said(Failure("s", 404)) == "HTTP 404"
+    assert diagnose.said(Failure("s", None, "DENIED", message=" \n\t ")) == "DENIED"
+
+
+@settings(max_examples=200, deadline=EXAMPLE_DEADLINE_MS)
+@given(message=st.one_of(st.text(), st.text().map(lambda t: t * 500)),
+       status=st.one_of(st.none(), st.integers(100, 599)),
+       code=st.sampled_from(["", "PERMISSION_DENIED", "invalid_grant", "DENIED", "MANIFEST_UNKNOWN"]))
+@example(message="<title>" + "\u202e" * 199 + "</title>", status=500, code="")
+@example(message="\U0010ffff" * 400, status=None, code="")
+def test_said_is_one_printable_bounded_line_whatever_the_message(message, status, code):
+    failure = Failure("the registry", status, code, message=message)
+    said = diagnose.said(failure)
+    assert said.isprintable() and len(said) <= bound(failure)
+
+
+@pytest.mark.parametrize("status_field", ["\x1b[2J\x1b[32mPERMISSION_DENIED", "PERMISSION_DENIED_" + "X" * 8000],
+                         ids=["escape sequence", "8 KB"])
+def test_said_is_bounded_and_printable_whatever_the_code(status_field):
+    failure = from_google({"error": {"code": 403, "status": status_field, "message": "Permission denied."}}, 403, "IAM Credentials")
+    said = diagnose.said(failure)
+    assert said.isprintable() and len(said) <= len("HTTP 403 : ") + 2 * QUOTED
+
+
+# --- the reasons every service shares ---------------------------------------------------------------------------------------
+
+METADATA = {"consumer": "projects/other-proj", "service": "pubsub.googleapis.com", "constraint": "constraints/gcp.restrictServiceUsage",
+            "uid": "VPC-UID-4f2a", "bucket": "artifacts.other-proj.appspot.com"}
+ORG_POLICY = ["(constraints/gcp.restrictServiceUsage)", "in project other-proj",
+              "`gcloud resource-manager org-policies describe constraints/gcp.restrictServiceUsage --project=other-proj --effective`",
+              "allow pubsub.googleapis.com"]
+PROJECT_MISSING = ["Project other-proj does not exist or was deleted", "`gcloud projects describe other-proj`",
+                   "`gcloud projects undelete other-proj`"]
+SUSPENDED = ["Project other-proj is suspended", "appeal"]
+REQUESTER_PAYS = ["bucket artifacts.other-proj.appspot.com", "requester pays",
+                  "`gcloud storage buckets update gs://artifacts.other-proj.appspot.com --no-requester-pays`"]
+# Each reason: what its line says, from the Failure's metadata (the project, the service, the constraint, …) and the fix.
+REASON_LINES = {
+    "SERVICE_DISABLED": ["(pubsub.googleapis.com) is disabled in project other-proj",
+                         "`gcloud services enable pubsub.googleapis.com --project=other-proj`"],
+    "BILLING_DISABLED": ["Billing is disabled for project other-proj", "`gcloud billing projects describe other-proj`",
+                         "link an open billing account"],
+    "SECURITY_POLICY_VIOLATED": ["VPC Service Controls", "around project other-proj", "IAM grants cannot fix this",
+                                 f"admits {PRINCIPAL} to pubsub.googleapis.com", "unique ID VPC-UID-4f2a"],
+    "RESOURCE_USAGE_RESTRICTION_VIOLATED": ORG_POLICY,
+    "LOCATION_POLICY_VIOLATED": ORG_POLICY,
+    "ORG_RESTRICTION_VIOLATION": ORG_POLICY,
+    "ORG_POLICY": ORG_POLICY,
+    "CONSUMER_INVALID": PROJECT_MISSING,
+    "RESOURCE_PROJECT_INVALID": PROJECT_MISSING,
+    "ACCESS_TOKEN_SCOPE_INSUFFICIENT": ["scopes do not cover", "keep https://www.googleapis.com/auth/cloud-platform"],
+    "ACCESS_TOKEN_EXPIRED": ["access token expired", "raise ACCESS_TOKEN_LIFETIME"],
+    "CONSUMER_SUSPENDED": SUSPENDED,
+    "GCP_SUSPENDED": SUSPENDED,
+    "USER_PROJECT_MISSING": REQUESTER_PAYS,
+    "USER_PROJECT_DENIED": REQUESTER_PAYS,
+    "GCR_SHUTDOWN": ["no longer serves project other-proj", "`gcloud artifacts docker upgrade migrate --projects=other-proj`"],
+    "LIFETIME_OVER_ONE_HOUR": ["1 hour", "ACCESS_TOKEN_LIFETIME"],
+}
+
+
+def test_every_reason_has_its_expected_line():
+    assert set(REASON_LINES) == set(diagnose.REASONS)
+
+
+def not_a_grant_nor_a_retry(line: str) -> None:
+    assert not any(grant in line for grant in GRANTS), line
+    assert "RETRY_MAX_ATTEMPTS" not in line, line
+
+
+@pytest.mark.parametrize("reason", diagnose.REASONS)
+def test_each_reason_names_the_resource_from_its_metadata_and_the_fix(reason):
+    failure = Failure("IAM Credentials", 403, "PERMISSION_DENIED", reason, message="Google's own words.", metadata=dict(METADATA))
+    line = seen(diagnose.REASONS[reason](failure, CONTEXT))
+    for fragment in REASON_LINES[reason]:
+        assert fragment in line, (fragment, line)
+    assert "HTTP 403 PERMISSION_DENIED: Google's own words." in line  # what Google said, with the explanation
+    assert "img-proj" not in line  # the project the answer names, not IMAGE's
+    not_a_grant_nor_a_retry(line)
+
+
+# A phrase each channel's own rules answer with a grant or another cause: the reason must win over it.
+PHRASES = {
+    "sts": 'Invalid value for "audience". This value should be the full resource name of the Identity Provider.',
+    "iam": "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist).",
+    "token service": 'Permission "artifactregistry.repositories.downloadArtifacts" denied on resource '
+                     '"projects/img-proj/locations/us/repositories/tools" (or it may not exist)',
+    "daemon": "manifest for us-docker.pkg.dev/img-proj/tools/builder:1.4 not found: manifest unknown: manifest unknown",
+}  # the daemon's report here carries Google's JSON (as a registry's refusal relayed whole does)
+
+
+def through(channel: str, body: dict) -> str:
+    if channel == "sts":
+        return sts(body, 403)
+    if channel == "iam":
+        return iam(body, 403)
+    if channel == "token service":
+        return token_service(403, json.dumps(body))
+    return pull(json.dumps(body))
+
+
+@pytest.mark.parametrize("channel", PHRASES)
+@pytest.mark.parametrize("reason", diagnose.REASONS)
+def test_a_reason_beats_every_phrase_rule_on_every_channel(reason, channel):
+    line = through(channel, rpc(403, "PERMISSION_DENIED", PHRASES[channel], reason, **METADATA))
+    for fragment in REASON_LINES[reason]:
+        assert fragment in line, (fragment, line)
+    not_a_grant_nor_a_retry(line)
+    assert "WORKLOAD_IDENTITY_PROVIDER" not in line and "was not found: check the tag" not in line
+
+
+@pytest.mark.parametrize("reason, constraint", [("RESOURCE_USAGE_RESTRICTION_VIOLATED", "constraints/gcp.restrictServiceUsage"),
+                                                ("LOCATION_POLICY_VIOLATED", "constraints/gcp.resourceLocations")])
+def test_an_organization_policy_without_its_constraint_named_gets_the_reasons_own(reason, constraint):
+    line = token_service(403, json.dumps(rpc(403, "PERMISSION_DENIED", "Request violates policy.", reason)))
+    assert f"({constraint})" in line and f"describe {constraint} --project=img-proj --effective" in line  # IMAGE's project
+
+
+def test_without_a_project_no_command_carries_a_placeholder():
+    """gcloud refuses a placeholder in --project: with no project known, the fix is said in words."""
+    for reason in ("SERVICE_DISABLED", "BILLING_DISABLED", "ORG_POLICY", "CONSUMER_INVALID", "GCR_SHUTDOWN"):
+        failure = Failure("the registry", 403, "DENIED", reason, message="m")  # IMAGE on Docker Hub: no project anywhere
+        line = seen(diagnose.REASONS[reason](failure, diagnose.Context(image=parsers.image("IMAGE", "acme/tool:1"))))
+        assert "--project" not in line and "<" not in line, line
+
+
+def test_iam_credentials_disabled_names_its_api_and_the_providers_project():
+    line = iam(rpc(403, "PERMISSION_DENIED", "The caller does not have permission", "SERVICE_DISABLED"), 403)
+    assert "`gcloud services enable iamcredentials.googleapis.com --project=123456789012`" in line
+    not_a_grant_nor_a_retry(line)
+
+
+def test_sts_disabled_names_sts_not_artifact_registry():
+    line = sts(rpc(403, "PERMISSION_DENIED", "Security Token Service API has not been used in project 123456789012 before or it "
+                   "is disabled."), 403)
+    assert "sts.googleapis.com" in line and "artifactregistry" not in line
+
+
+# --- transient or permanent ---------------------------------------------------------------------------------------------
+
+TRANSIENT = {
+    "sts 500": lambda: sts({"error": "server_error", "error_description": "Internal error."}, 500),
+    "sts html 503": lambda: sts({"message": "<html><title>503 Service Unavailable</title></html>"}, 503),
+    "iam 503": lambda: iam(rpc(503, "UNAVAILABLE", "The service is currently unavailable."), 503),
+    "iam 504 empty": lambda: iam({"message": ""}, 504),
+    "iam 429": lambda: iam(rpc(429, "RESOURCE_EXHAUSTED", "Quota exceeded for quota metric 'Generate credentials'."), 429),
+    "token service 502": lambda: token_service(502, "<html><title>502 Bad Gateway</title></html>"),
+    "pull 503": lambda: pull("received unexpected HTTP status: 503 Service Unavailable"),
+    "pull reset": lambda: pull('Head "https://us-docker.pkg.dev/v2/img-proj/tools/builder/manifests/1.4": read tcp '
+                               "10.0.0.2:41234->142.250.1.1:443: read: connection reset by peer", retry.NETWORK),
+    "pull throttled": lambda: pull("toomanyrequests: Too Many Requests"),
+    "manifest 503": lambda: seen(diagnose.manifest_error(503, IMAGE, PRINCIPAL)),
+}
+
+
+@pytest.mark.parametrize("explain", TRANSIENT.values(), ids=TRANSIENT.keys())
+def test_a_transient_failure_no_rule_explains_gets_the_transient_line_with_the_retry_budget(explain):
+    line = explain()
+    assert "even after retries" in line and "not your configuration" in line, line
+    assert diagnose.RETRY_BUDGET in line and "rerun the step" in line
+    assert not any(grant in line for grant in GRANTS)
+
+
+def test_the_transient_lines_say_whose_trouble_it_is():
+    assert TRANSIENT["iam 429"]().startswith("IAM Credentials is rate-limiting these requests (HTTP 429 RESOURCE_EXHAUSTED")
+    assert "Google's quota" in TRANSIENT["iam 429"]()
+    assert "the registry's quota" in TRANSIENT["pull throttled"]() and f"serving {IMAGE.display}" in TRANSIENT["pull throttled"]()
+    assert "the network between the step and it failed" in TRANSIENT["pull reset"]()
+    assert TRANSIENT["pull 503"]().startswith(f"Pulling {IMAGE.display} kept failing (HTTP 503:")
+    assert "the registry was unavailable" in TRANSIENT["pull 503"]()
+    assert TRANSIENT["sts html 503"]().startswith("Google STS is unavailable (HTTP 503: 503 Service Unavailable) even after retries")
+
+
+PERMANENT = {
+    "sts unknown": lambda: sts({"error": "invalid_request", "error_description": "Something else."}, 400),
+    "sts audience": lambda: sts({"error": "invalid_grant", "error_description": PHRASES["sts"]}, 400),
+    "sts 503 billing": lambda: sts(rpc(503, "UNAVAILABLE", "Billing disabled.", "BILLING_DISABLED", consumer="projects/other-proj"), 503),
+    "iam denied": lambda: iam(rpc(403, "PERMISSION_DENIED", PHRASES["iam"]), 403),
+    "iam invalid": lambda: iam(rpc(400, "INVALID_ARGUMENT", "Request contains an invalid argument."), 400),
+    "iam precondition": lambda: iam(rpc(400, "FAILED_PRECONDITION", "Precondition check failed."), 400),
+    "iam not found": lambda: iam(rpc(404, "NOT_FOUND", "Not found; Gaia id not found for email " + SA), 404),
+    "iam 503 disabled": lambda: iam(rpc(503, "UNAVAILABLE", "m", "SERVICE_DISABLED", service="iamcredentials.googleapis.com"), 503),
+    "iam unknown": lambda: iam(rpc(409, "ABORTED", "Conflict."), 409),
+    "token service denied": lambda: token_service(403, json.dumps({"errors": [{"code": "DENIED", "message": PHRASES["token service"]}]})),
+    "token service 400": lambda: token_service(400, "bad request"),
+    "pull missing": lambda: pull(PHRASES["daemon"]),
+    "pull x509": lambda: pull('Get "https://us-docker.pkg.dev/v2/": x509: certificate signed by unknown authority'),
+    "pull plain http": lambda: pull('Get "https://us-docker.pkg.dev/v2/": http: server gave HTTP response to HTTPS client'),
+    "pull unexplained": lambda: pull("Error response from daemon: something odd happened"),
+    **{f"manifest {status}": (lambda status=status: seen(diagnose.manifest_error(status, IMAGE, PRINCIPAL))) for status in (400, 401, 403, 404)},
+}
+
+
+@pytest.mark.parametrize("explain", PERMANENT.values(), ids=PERMANENT.keys())
+def test_a_permanent_failure_never_mentions_the_retry_budget(explain):
+    line = explain()
+    assert "RETRY_MAX_ATTEMPTS" not in line and "RETRY_MAX_TIME" not in line and "even after retries" not in line, line
+
+
+def test_a_v1_fallback_is_retried_and_names_the_budget_it_used():
+    """The daemon falls back to v1 when the v2 lookup failed: a missing image, or a passing fault, which a retry rides
+    out. The line names the budget only because the pull was retried within it."""
+    text = ("Error response from daemon: v1 Registry API is disabled. If you are not explicitly using the v1 Registry API, it is "
+            "possible your v2 image could not be found. Verify that your image is available, or retry with `dockerd "
+            "--disable-legacy-registry`.")
+    assert from_registry(text, None, "the registry").transient == retry.UNAVAILABLE
+    line = pull(text)
+    assert "RETRY_MAX_ATTEMPTS" in line and "IMAGE names an image or tag that does not exist" in line, line
+
+
+# --- the registry's rules ---------------------------------------------------------------------------------------------
+
+MISSING = {
+    "daemon's manifest for": lambda: pull(PHRASES["daemon"]),
+    "manifest unknown": lambda: pull("Error response from daemon: manifest unknown: manifest unknown"),
+    "name unknown": lambda: pull("Error response from daemon: name unknown: The repository does not exist."),
+    "oci MANIFEST_UNKNOWN": lambda: token_service(404, json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "gone"}]})),
+    "oci NAME_UNKNOWN": lambda: token_service(404, json.dumps({"errors": [{"code": "NAME_UNKNOWN", "message": "no such name"}]})),
+    "doctor's 404": lambda: seen(diagnose.manifest_error(404, IMAGE, PRINCIPAL)),
+}
+
+
+@pytest.mark.parametrize("explain", MISSING.values(), ids=MISSING.keys())
+def test_a_missing_image_is_said_on_the_registrys_codes_and_the_daemons_wording(explain):
+    line = explain()
+    assert line.startswith(f"Image {IMAGE.display} was not found: check the tag or digest in IMAGE"), line
+    assert "`gcloud artifacts docker images list us-docker.pkg.dev/img-proj/tools/builder --include-tags`" in line
+    not_a_grant_nor_a_retry(line)
+
+
+@pytest.mark.parametrize("text", [
+    'OCI runtime create failed: runc create failed: unable to start container process: exec: "make": executable file not found '
+    "in $PATH: unknown",
+    'error getting credentials - err: exec: "docker-credential-gcloud": executable file not found in $PATH, out: ``',
+    "Error response from daemon: network acme-build not found",
+    'Error response from daemon: plugin "pipelines" not found',
+    "Error response from daemon: Project 'project:other-proj' not found or deleted.",
+])
+def test_not_found_alone_is_no_missing_image(text):
+    line = pull(text)
+    assert "was not found: check the tag" not in line and "images list" not in line, line
+
+
+def test_a_missing_layer_is_not_a_missing_tag():
+    line = token_service(404, json.dumps({"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry"}]}))
+    assert "lacks one of its layers" in line and "push it again" in line and "check the tag" not in line
+
+
+CONNECTION = {
+    "unknown authority": ('Get "https://us-docker.pkg.dev/v2/": x509: certificate signed by unknown authority', "trust"),
+    "wrong name": ('Get "https://us-docker.pkg.dev/v2/": tls: failed to verify certificate: x509: certificate is valid for '
+                   "proxy.corp.example, not us-docker.pkg.dev", "trust"),
+    "expired": ('Get "https://us-docker.pkg.dev/v2/": x509: certificate has expired or is not yet valid: current time '
+                "2026-01-31T12:00:00Z is after 2025-12-31T23:59:59Z", "clock"),
+    "plain http": ('Get "https://us-docker.pkg.dev/v2/": http: server gave HTTP response to HTTPS client', "https"),
+    "not tls": ('Get "https://us-docker.pkg.dev/v2/": tls: first record does not look like a TLS handshake', "https"),
+    "proxy refused": ('Get "https://us-docker.pkg.dev/v2/": proxyconnect tcp: dial tcp 10.1.2.3:3128: connect: connection refused',
+                      "proxy"),
+    "proxy auth": ('Get "https://us-docker.pkg.dev/v2/": Proxy Authentication Required', "proxy"),
+}
+CONNECTION_SAYS = {
+    "trust": ["The Docker daemon did not trust the certificate us-docker.pkg.dev presented", "/etc/docker/certs.d/us-docker.pkg.dev/ca.crt"],
+    "https": ["us-docker.pkg.dev does not speak https", "fix the host in IMAGE"],
+    "proxy": ["The proxy between the step and us-docker.pkg.dev refused the connection", "HTTPS_PROXY and NO_PROXY"],
+    "clock": ["us-docker.pkg.dev's certificate expired or not yet valid", "the runner's clock is wrong"],
+}
+
+
+@pytest.mark.parametrize("text, kind", CONNECTION.values(), ids=CONNECTION.keys())
+def test_tls_plain_http_and_proxy_errors_are_the_network_path(text, kind):
+    """Retrying never helps these, nor does a grant: the line says which part of the way to the registry to fix."""
+    line = pull(f"Error response from daemon: {text}")
+    for fragment in CONNECTION_SAYS[kind]:
+        assert fragment in line, (fragment, line)
+    not_a_grant_nor_a_retry(line)
+    assert "check the tag" not in line
+
+
+# --- IAM Credentials ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["generateAccessToken", "generateIdToken"])
+def test_failed_precondition_is_explained_as_a_possibly_disabled_account(method):
+    line = iam(rpc(400, "FAILED_PRECONDITION", "Precondition check failed."), 400, method)
+    account = f"projects/ci-proj/serviceAccounts/{SA}"
+    assert f"the state of {SA} does not allow {method}" in line and "most likely the account is disabled" in line
+    assert f"`gcloud iam service-accounts describe {account}` shows disabled: true" in line
+    assert f"`gcloud iam service-accounts enable {account}`" in line
+    assert "HTTP 400 FAILED_PRECONDITION: Precondition check failed." in line
+    not_a_grant_nor_a_retry(line)
+
+
+@pytest.mark.parametrize("body, method, asked", [
+    (rpc(400, "INVALID_ARGUMENT", "Request contains an invalid argument."), "generateAccessToken",
+     "check ACCESS_TOKEN_SCOPES (https://www.googleapis.com/auth/cloud-platform)"),
+    (rpc(400, "INVALID_ARGUMENT", "Request contains an invalid argument."), "generateIdToken", f"check ID_TOKEN_AUDIENCE ({RUN_URL})"),
+    ({"message": "Bad Request"}, "generateAccessToken", "check ACCESS_TOKEN_SCOPES"),  # a 400 without a code
+], ids=["access token", "id token", "no code"])
+def test_invalid_argument_points_at_what_was_asked_and_grants_nothing(body, method, asked):
+    line = iam(body, 400, method, cfg=settings_for(ID_TOKEN_AUDIENCE=RUN_URL))
+    assert f"refused the {method} request for {SA} as invalid" in line and asked in line, line
+    not_a_grant_nor_a_retry(line)
+
+
+@pytest.mark.parametrize("delegates", [None, HOP])
+def test_a_403_is_the_missing_grant_most_likely(delegates):
+    cfg = settings_for(DELEGATES=delegates)
+    line = iam(rpc(403, "PERMISSION_DENIED", PHRASES["iam"], "IAM_PERMISSION_DENIED"), 403, cfg=cfg)
+    member = f"principalSet://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/bitbucket/" \
+             f"attribute.repository_uuid/{REPOSITORY_UUID}"
+    assert (f"`gcloud iam service-accounts add-iam-policy-binding projects/ci-proj/serviceAccounts/{SA} "
+            f'--role=roles/iam.workloadIdentityUser --member="{member}"`') in line, line
+    assert "Most likely the grant is missing" in line and "RETRY_MAX_ATTEMPTS" not in line
+    assert (f"that role on {HOP}" in line and "roles/iam.serviceAccountTokenCreator on the next" in line) == bool(delegates)
+
+
+def test_the_lifetime_rule_beats_the_generic_invalid_argument():
+    message = "Lifetime of access tokens can not have lifetimes of more than 1 hour."
+    line = iam(rpc(400, "INVALID_ARGUMENT", message), 400, cfg=settings_for(ACCESS_TOKEN_LIFETIME="7200s"))
+    assert "ACCESS_TOKEN_LIFETIME is 7200s" in line and "constraints/iam.allowServiceAccountCredentialLifetimeExtension" in line
+    assert "as invalid" not in line
+
+
+def test_a_missing_account_names_the_one_google_named():
+    ghost = "ghost-account@other-proj.iam.gserviceaccount.com"
+    line = iam(rpc(404, "NOT_FOUND", f"Not found; Gaia id not found for email {ghost}."), 404)
+    assert line.startswith(f"Service account {ghost} was not found (HTTP 404")
+    assert f"`gcloud iam service-accounts describe projects/other-proj/serviceAccounts/{ghost}`" in line
+    not_a_grant_nor_a_retry(line)
+
+
+# --- every command printed runs through gcloud ---------------------------------------------------------------------------
+
+def command_path(command: str) -> tuple[str, ...]:
+    """gcloud's command group and verb: the words before the first argument (a resource, a value or a flag)."""
+    words = command.split()
+    return tuple(next((words[:i] for i, w in enumerate(words) if w.startswith("-") or re.search(r"[./@={]", w)), words))
+
+
+@pytest.mark.skipif(GCLOUD is None, reason="gcloud is not installed")
+def test_gcloud_accepts_every_kind_of_command_these_lines_print():
+    """The lines of the tests above, each kind of command once (the fullest), run with no account: gcloud parses and
+    validates every argument, then stops at the missing account."""
+    lines = [explain() for explain in (*TRANSIENT.values(), *PERMANENT.values(), *MISSING.values())]
+    lines += [diagnose.REASONS[reason](Failure("IAM Credentials", 403, "PERMISSION_DENIED", reason, message="m",
+                                               metadata=dict(METADATA)), CONTEXT) for reason in diagnose.REASONS]
+    lines += [iam(rpc(403, "PERMISSION_DENIED", PHRASES["iam"]), 403, cfg=settings_for(DELEGATES=HOP)),
+              sts({"error": "invalid_grant", "error_description": "The audience in ID Token [x] does not match the expected audience."}),
+              sts({"error": "invalid_grant", "error_description": "The given credential is rejected by the attribute condition."}),
+              token_service(403, json.dumps({"errors": [{"code": "DENIED", "message": PHRASES["token service"]}]}))]
+    fullest: dict[tuple, str] = {}
+    for command in (command for line in lines for command in COMMAND.findall(line)):
+        path = command_path(command)
+        if len(command) > len(fullest.get(path, "")):
+            fullest[path] = command
+    assert len(fullest) >= 15  # the lines do print commands: this test would pass vacuously otherwise
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        verdicts = dict(zip(fullest.values(), pool.map(gcloud_verdict, fullest.values()), strict=True))
+    refused = {command: stderr.splitlines()[-1] if stderr else "" for command, (ok, stderr) in verdicts.items() if not ok}
+    assert not refused, refused
+
+
+def test_a_shut_down_container_registry_without_a_project_prints_no_command_gcloud_refuses():
+    image = parsers.image("IMAGE", "gcr.io/tool:1")
+    text = ('Error response from daemon: Head "https://gcr.io/v2/tool/manifests/1": unexpected status code 412 Precondition '
+            "Failed: Container Registry is deprecated and shutting down, please use the auto migration tool")
+    line = seen(diagnose.pull_error(text, image, PRINCIPAL))
+    assert "no longer serves" in line  # the shutdown is recognised
+    commands = COMMAND.findall(line)
+    assert all("--projects=" in command for command in commands if "upgrade migrate" in command), commands
+    if GCLOUD is not None:
+        assert all(gcloud_verdict(command)[0] for command in commands), commands
