@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import secrets
+import shlex
 import stat
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -37,7 +38,7 @@ class Dir:
 
     @classmethod
     def open_clone(cls, clone: Path) -> "Dir":
-        return cls(os.open(clone, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), clone)
+        return cls(_open_clone(clone), clone)
 
     def child(self, name: str, mode: int = 0o755, create: bool = True, repair: bool = True) -> "Dir":
         """The directory `name`, created if absent (else FileNotFoundError); refused when it is a link, not a
@@ -99,7 +100,7 @@ class Dir:
             try:  # a directory the run container made 000: its owner may open it once it has its access back
                 top = Dir(_open_below(self, name), self.path / name)
             except OSError:
-                raise PipeError(f"Cannot remove {self.path / name}: remove it by hand (`rm -rf {self.path / name}`).") from None
+                raise PipeError(f"Cannot remove {self.path / name}: remove it by hand (`rm -rf {shlex.quote(str(self.path / name))}`).") from None
         _empty(top)
         top.close()
         os.rmdir(name, dir_fd=self.fd)
@@ -111,7 +112,7 @@ class Dir:
         if status.st_uid != os.geteuid():
             raise PipeError(
                 f"{self.path} belongs to user {status.st_uid}, not to the pipe's user {os.geteuid()}, so another user could "
-                f"swap the credential files below it: remove it (`rm -rf {self.path}`) and let the pipe create it."
+                f"swap the credential files below it: remove it (`rm -rf {shlex.quote(str(self.path))}`) and let the pipe create it."
             )
         if status.st_mode & 0o022 and repair:
             os.fchmod(self.fd, stat.S_IMODE(status.st_mode) & ~0o022)
@@ -165,7 +166,7 @@ def _empty(top: Dir) -> None:
             status = os.fstat(up)
             if (status.st_dev, status.st_ino) != parent_id:
                 os.close(up)
-                raise PipeError(f"{top.path} changed while the pipe removed it: remove it by hand (`rm -rf {top.path}`).")
+                raise PipeError(f"{top.path} changed while the pipe removed it: remove it by hand (`rm -rf {shlex.quote(str(top.path))}`).")
             current.close()
             current = Dir(up, current.path.parent)
             try:
@@ -227,6 +228,37 @@ def parent_of(clone: Path, directory: Path, create: bool = True, repair: bool = 
             current = current.child(name, create=create, repair=repair)
             stack.callback(current.close)
         yield current
+
+
+def _open_clone(clone: Path) -> int:
+    try:
+        return os.open(clone, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError):
+        raise PipeError(f"The clone directory {str(clone)[:200]} (BITBUCKET_CLONE_DIR) is not a directory: Bitbucket sets "
+                        "it in every step; run the pipe there, or locally set it to the repository's directory.") from None
+
+
+def open_in_clone(clone: Path, path: Path) -> int:
+    """A descriptor for reading the file at `path`, which must lie in the clone: every step from the clone down and the
+    file itself opened without following a link (OSError ELOOP), a FIFO without blocking. ValueError when `path`
+    (made absolute and normalised) is outside the clone."""
+    clone = Path(os.path.normpath(clone))
+    relative = Path(os.path.normpath(path)).relative_to(clone)  # ValueError outside the clone
+    *directories, name = relative.parts or ("",)
+    fd = os.open(clone, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for directory in directories:
+            try:
+                child = os.open(directory, _DIRECTORY, dir_fd=fd)
+            except NotADirectoryError:  # O_DIRECTORY | O_NOFOLLOW on a link says ENOTDIR: say it is a link
+                if stat.S_ISLNK(os.stat(directory, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), directory) from None
+                raise
+            os.close(fd)
+            fd = child
+        return os.open(name or ".", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager

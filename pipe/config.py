@@ -117,6 +117,13 @@ class Config:
         return f"{self.iam_endpoint}/v1/projects/-/serviceAccounts/{email}:{method}"
 
 
+def clone_dir(env: dict, cwd: Path) -> Path:
+    """BITBUCKET_CLONE_DIR, or the working directory when unset (a local run). pipe.clone_dirs opens it, and says so in
+    one line when it is no directory."""
+    value = _given(env, "BITBUCKET_CLONE_DIR")
+    return Path(value.strip()) if value else cwd
+
+
 def _given(env: dict, name: str) -> str | None:
     """A variable's value, None when unset or blank."""
     value = env.get(name)
@@ -130,7 +137,7 @@ class _Settings:
 
     def __init__(self, env: dict, cwd: Path):
         self.env = env
-        self.file = user_cred_config.load(_given(env, user_cred_config.NAME), cwd)
+        self.file = user_cred_config.load(_given(env, user_cred_config.NAME), cwd, clone_dir(env, cwd))
         self.sources: dict[str, str] = {}
 
     def pick(self, name: str) -> str | None:
@@ -203,7 +210,7 @@ def _run(settings: _Settings, cwd: Path) -> dict:
         "network": parsers.network("NETWORK", network) if network else None,
         "docker_host_internal": parsers.ip_address("BITBUCKET_DOCKER_HOST_INTERNAL", host_internal) if host_internal else None,
         "workdir": cwd,
-        "clone_dir": Path(settings.given("BITBUCKET_CLONE_DIR") or cwd),
+        "clone_dir": clone_dir(env, cwd),
         "storage_dir": Path(storage) if storage else None,
         "restrict_to": parsers.restriction("SETUP_RESTRICT_TO", settings.given("SETUP_RESTRICT_TO")),
     }

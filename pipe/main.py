@@ -7,6 +7,7 @@ daemon (to remove a killed earlier run's container first).
 
 import logging
 import os
+import shlex
 import signal
 import sys
 from contextlib import ExitStack
@@ -50,7 +51,9 @@ class KeylessPipe(Pipe):
         from pipe import setup_plan
 
         step = self._step_token(now=0)
-        print("\n".join(shown.line(line) for line in setup_plan.render(cfg, step, cfg.restrict_to).split("\n")), flush=True)
+        # Escaped, not redacted: the plan holds the token's claims, never the token, and a branch named like a token
+        # (ya29.release) must reach gcloud and Terraform as itself.
+        print("\n".join(shown.escape(line) for line in setup_plan.render(cfg, step, cfg.restrict_to).split("\n")), flush=True)
         return 0
 
     def doctor(self, cfg: config.Config) -> int:
@@ -180,10 +183,10 @@ class KeylessPipe(Pipe):
 
         directory = export.export(cfg, step.value, minted.access_token, id_token)
         self.success(f"Exported credentials to {directory} (valid while the step's OIDC token is, about an hour).")
-        log.info(f"Use them in the next lines of this step with:  source {directory}/env")
+        log.info(f"Use them in the next lines of this step with:  source {shlex.quote(f'{directory}/env')}")
         log.warning(
             f"These files are secrets: never declare {directory} as artifacts or copy it into an image; "
-            f"delete it with `rm -rf {directory}` when done."
+            f"delete it with `rm -rf {shlex.quote(str(directory))}` when done."
         )
 
 

@@ -50,8 +50,30 @@ def receiving_credentials(image: Image | None, action: str, export: bool, extra_
 # --- the challenge --------------------------------------------------------------------------------
 
 def challenges(header: str) -> list[tuple[str, dict[str, str]]]:
-    """RFC 7235 challenges, read as Docker reads them: scheme and parameter names case-insensitive, the first value
-    of a repeated parameter kept. One pass over at most MAX_CHALLENGE characters, whatever the text."""
+    """RFC 7235 challenges: scheme and parameter names case-insensitive, the first value of a repeated parameter kept
+    (a challenge that repeats one is refused by token_service: Docker keeps the last)."""
+    return [(scheme, dict(reversed(pairs))) for scheme, pairs in _challenge_pairs(header)]
+
+
+def ambiguous(header: str) -> str | None:
+    """What clients could read two ways, else None: a parameter given twice with different values (the pipe would take
+    the first, Docker takes the last), or Bearer challenges naming different token services (which one a client uses
+    depends on how it splits header lines)."""
+    bearers = []
+    for scheme, pairs in _challenge_pairs(header):
+        values: dict[str, str] = {}
+        for name, value in pairs:
+            if values.setdefault(name, value) != value:
+                return f"its challenge gives {name} twice"
+        if scheme == "bearer":
+            bearers.append(values)
+    if len({(b.get("realm"), b.get("service")) for b in bearers}) > 1:
+        return "it names several token services"
+    return None
+
+
+def _challenge_pairs(header: str) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Each challenge's scheme and its parameters in order. One pass over at most MAX_CHALLENGE characters."""
     text = header[:MAX_CHALLENGE]
     n, found, current, i = len(text), [], None, 0
 
@@ -80,9 +102,9 @@ def challenges(header: str) -> list[tuple[str, dict[str, str]]]:
             else:
                 i = token(value_at)
                 value = text[value_at:i]
-            current.setdefault(word, value)  # a parameter of the current challenge
+            current.append((word, value))  # a parameter of the current challenge
         else:  # a new challenge's scheme (a token68 after a scheme reads as a scheme of its own: harmless)
-            current = {}
+            current = []
             found.append((word, current))
             i = after
     return found
@@ -122,7 +144,11 @@ def token_service(host: str, extra_registries: tuple[str, ...], transport, pull:
     answer = _get(transport, url, f"check where {host} sends registry credentials")
     if answer.status == 200:
         return TokenService(host, None, None)  # an open registry: it needs no credentials
-    bearer = next((params for scheme, params in challenges(answer.headers.get("WWW-Authenticate") or "") if scheme == "bearer"), None)
+    header = answer.headers.get("WWW-Authenticate") or ""  # several header lines arrive joined by ", "
+    if problem := ambiguous(header):
+        raise PipeError(f"{host} answered with a challenge clients read differently ({problem}): the pipe sends no token "
+                        "where it cannot tell which token service the Docker daemon or CLI would use; check IMAGE and REGISTRIES.")
+    bearer = next((params for scheme, params in challenges(header) if scheme == "bearer"), None)
     if bearer is None and not pull:
         return TokenService(host, None, None)  # the docker CLI sends the exported credentials to this listed host only
     if answer.status != 401 or bearer is None:

@@ -103,9 +103,10 @@ def _watch(sock) -> None:
 
 
 class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
-    def connect(self):
-        super().connect()
-        _watch(self.sock)
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _watch(sock)  # from the TCP connection on: a proxy's CONNECT answer, then the exchange
+        return sock
 
     def request(self, *args, **kwargs):
         _watch(self.sock)  # a kept-alive connection, reused for this exchange
@@ -113,9 +114,10 @@ class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
 
 
 class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def connect(self):
-        super().connect()
-        _watch(self.sock)
+    def _new_conn(self):
+        sock = super()._new_conn()
+        _watch(sock)  # from the TCP connection on: a proxy's CONNECT answer, the TLS handshake, then the exchange
+        return sock
 
     def request(self, *args, **kwargs):
         _watch(self.sock)

@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipe import parsers, provider, shown, untrusted
+from pipe import clone_dirs, parsers, provider, shown, untrusted
 from pipe.errors import PipeError
 
 NAME = "GOOGLE_OIDC_CONFIG_FILE"
@@ -52,23 +52,25 @@ class Settings:
     subject_token_type: str = JWT
 
 
-def load(value: str | None, cwd: Path) -> Settings:
-    """The settings in GOOGLE_OIDC_CONFIG_FILE (a path in the clone, JSON, or base64 JSON); empty without one."""
+def load(value: str | None, cwd: Path, clone: Path | None = None) -> Settings:
+    """The settings in GOOGLE_OIDC_CONFIG_FILE (a path in the clone, JSON, or base64 JSON); empty without one. A path
+    is read relative to `cwd` and must stay in the clone (`clone`, else `cwd`), reached without following links: the
+    file is the repository's, and nothing outside it is."""
     if not value:
         return Settings()
-    return _settings(_json(_content(value, cwd)))
+    return _settings(_json(_content(value, cwd, clone or cwd)))
 
 
 # --- reading -------------------------------------------------------------------------------------
 
 
-def _content(value: str, cwd: Path) -> bytes:
+def _content(value: str, cwd: Path, clone: Path) -> bytes:
     text = value.strip()
     if len(text) > 2 * MAX_BYTES:  # base64 of MAX_BYTES, with line breaks, is well under this
         raise PipeError(f"{NAME} is {len(text)} characters long (value hidden), more than a credential configuration ever is: {REGENERATE}.")
     if text.lstrip("\ufeff").startswith("{"):
         return text.encode()
-    data = _file(text, cwd)
+    data = _file(text, cwd, clone)
     if data is not None:
         return data
     try:  # `base64` wraps at 76 columns: line breaks are not part of the content
@@ -83,19 +85,26 @@ def _content(value: str, cwd: Path) -> bytes:
     )
 
 
-def _file(text: str, cwd: Path) -> bytes | None:
+def _file(text: str, cwd: Path, clone: Path) -> bytes | None:
     """The file's bytes, or None when the value names no file (so it may be JSON or base64)."""
     if "\x00" in text or "\n" in text:
         return None
-    path = cwd / text
     try:
         # O_NONBLOCK: a FIFO planted in the clone must not hang the step; fstat then refuses it.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fd = clone_dirs.open_in_clone(clone, cwd / text)
+    except ValueError:
+        if not os.path.exists(cwd / text):
+            return None  # no file anywhere: perhaps JSON or base64 after all
+        raise PipeError(f"{NAME} names {shown.path(text, exists=True)}, outside the clone: the pipe reads a credential "
+                        "configuration only from the repository's own files; commit it, or pass its JSON.") from None
     except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as error:
         if error.errno == errno.ENAMETOOLONG:  # base64 content longer than a file name can be
             return None
+        if error.errno == errno.ELOOP:
+            raise PipeError(f"{NAME} names {shown.path(text, exists=True)}, which is a link (or lies behind one): the pipe "
+                            "follows no link in the clone; name the file itself.") from None
         raise PipeError(f"{NAME} names {shown.path(text, exists=True)}, which cannot be read ({error.strerror}): "
                         "make it a readable file in the clone.") from None
     mode = os.fstat(fd).st_mode

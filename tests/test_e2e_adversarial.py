@@ -102,8 +102,8 @@ RUN_DIR = f"{STORAGE}/gcp-run"
 
 
 def _with_credentials(world, clone, script, **extra):
-    return variables(world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, GOOGLE_CREDENTIALS_IN_CONTAINER="true",
-                     BITBUCKET_PIPE_STORAGE_DIR=str(clone / STORAGE), SCRIPT=script, **extra)
+    return {**variables(world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, GOOGLE_CREDENTIALS_IN_CONTAINER="true",
+                        BITBUCKET_PIPE_STORAGE_DIR=str(clone / STORAGE), SCRIPT=script), **extra}
 
 
 def test_what_a_killed_run_leaves_is_removed_before_anything_else(live_stack, world, clone):
@@ -125,8 +125,9 @@ def test_what_a_killed_run_leaves_is_removed_before_anything_else(live_stack, wo
                   if f"{clone}:{clone}:rw" in c.attrs["HostConfig"]["Binds"]]
         pipe.kill(signal="SIGKILL")
         runner.join(timeout=60)
-        for orphan in live_stack.run_containers(clone):  # on Bitbucket the docker service goes with the step
-            orphan.remove(force=True)
+        [orphan] = live_stack.run_containers(clone)  # the docker service stays for the rest of the step
+        orphan.reload()
+        assert orphan.status == "running", "the killed run left its container running: the premise of this probe"
         assert (clone / RUN_DIR / "oidc-token").is_file(), "the killed run left its credentials: the premise of this probe"
         (clone / ".keyless-empty-0123456789abcdef").mkdir()  # and a mask, as a killed run leaves one
         second = live_stack.run_pipe(clone, variables(
@@ -136,6 +137,50 @@ def test_what_a_killed_run_leaves_is_removed_before_anything_else(live_stack, wo
         assert second.exit_code == 0, second.output
         assert "FOUND[]" in second.stdout and "gcp-run" not in second.stdout.split("LISTED[")[1], second.stdout
         assert not (clone / RUN_DIR).exists() and not list(clone.glob(".keyless-empty-*"))
+        assert f"Removing container {orphan.short_id}" in second.stderr, second.output
+        assert live_stack.run_containers(clone) == []  # the orphan too, not only the second run's own container
+
+
+def test_a_killed_runs_container_is_removed_before_a_later_export(live_stack, world, clone):
+    """The orphan of a SIGKILLed run keeps the clone mounted: an export later in the step must not be readable by it.
+    ACTION auth needs no daemon, but with EXPORT_CREDENTIALS and a daemon in the step it removes the orphan first."""
+    import threading
+    import time
+
+    stolen = clone / "stolen-token"
+    thief = f'while true; do cp "{clone / STORAGE}/gcp/access-token" "{stolen}" 2>/dev/null; sleep 0.1; done'
+    with probe("a killed run's container waits for the next export"):
+        runner = threading.Thread(target=lambda: live_stack.run_pipe(clone, _with_credentials(world, clone, thief), step_token(world)))
+        runner.start()
+        deadline = time.monotonic() + 60
+        while not live_stack.run_containers(clone):
+            assert time.monotonic() < deadline, "the run container never started"
+            time.sleep(0.2)
+        [pipe] = [c for c in live_stack.dc.containers.list(filters={"label": "org.bitbucket.pipelines.system=true"})
+                  if f"{clone}:{clone}:rw" in c.attrs["HostConfig"]["Binds"]]
+        pipe.kill(signal="SIGKILL")
+        runner.join(timeout=60)
+        assert live_stack.run_containers(clone), "the killed run left its container: the premise of this probe"
+        export = live_stack.run_pipe(clone, variables(
+            world, SERVICE_ACCOUNT=world.labels["service_account"], ACTION="auth", EXPORT_CREDENTIALS="true",
+            BITBUCKET_PIPE_STORAGE_DIR=str(clone / STORAGE)), step_token(world))
+        assert export.exit_code == 0, export.output
+        assert (clone / STORAGE / "gcp" / "access-token").is_file()
+        assert live_stack.run_containers(clone) == [] and not stolen.exists()  # removed before the export was written
+
+
+def test_an_images_anonymous_volumes_go_with_its_container(live_stack, world, clone, tmp_path):
+    """An image that declares VOLUME (as google/cloud-sdk does for its config) gets an anonymous volume per run: what
+    the run writes there, the step token included, must not outlive the run on the daemon."""
+    from tests.support.pipe_runs import build_image
+
+    image = build_image(live_stack, tmp_path, 'VOLUME ["/root/.config"]', "with-volume")
+    before = {v.id for v in live_stack.dc.volumes.list()}
+    with probe("run container copies the step token into an anonymous volume"):
+        run = live_stack.run_pipe(clone, _with_credentials(
+            world, clone, "cp /var/run/google-cloud/oidc-token /root/.config/kept && echo copied", IMAGE=image), step_token(world))
+        assert run.exit_code == 0 and "copied" in run.stdout, run.output
+        assert {v.id for v in live_stack.dc.volumes.list()} - before == set()
 
 
 def test_whatever_the_run_container_does_to_the_pipes_directories_is_cleaned_up(live_stack, world, clone):

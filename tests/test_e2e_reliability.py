@@ -6,6 +6,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import docker
 import pytest
 
 from tests.conftest import APP_IMAGE
@@ -70,7 +71,9 @@ def test_a_client_error_is_not_retried(live_stack, world, clone):
     assert "retrying" not in run.stderr
 
 
-def test_sigterm_stops_and_removes_the_run_container(live_stack, world, clone):
+@pytest.mark.parametrize("signals", [1, 5], ids=["one SIGTERM", "a storm of SIGTERMs"])
+def test_sigterm_stops_and_removes_the_run_container(live_stack, world, clone, signals):
+    """A runner may send SIGTERM again while the pipe cleans up: later signals never cut the first one's cleanup short."""
     env_vars = impersonating(world, IMAGE=APP_IMAGE, SCRIPT="echo started; sleep 300")
     result = {}
 
@@ -92,7 +95,11 @@ def test_sigterm_stops_and_removes_the_run_container(live_stack, world, clone):
     [pipe] = [c for c in live_stack.dc.containers.list(filters={"label": "org.bitbucket.pipelines.system=true"})
               if f"{clone}:{clone}:rw" in c.attrs["HostConfig"]["Binds"]]
     stopped_at = time.monotonic()
-    pipe.kill(signal="SIGTERM")
+    for _ in range(signals):
+        try:
+            pipe.kill(signal="SIGTERM")  # back to back, while the first one's cleanup runs
+        except docker.errors.APIError:  # the pipe already exited: its cleanup was done
+            break
     runner.join(timeout=30)
     elapsed = time.monotonic() - stopped_at
     assert result["run"].exit_code == 128 + 15, result["run"].output

@@ -6,6 +6,8 @@ Each gcloud command runs with a throwaway configuration and no account: a comman
 (Terraform's google provider cannot be downloaded here, so `terraform validate` is out of reach.)
 """
 
+import contextlib
+import io
 import itertools
 import json
 import re
@@ -19,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipe import config, oidc, parsers, setup_plan
+from pipe import config, main, oidc, parsers, setup_plan
 from tests.support.emulator import Issuer
 from tests.support.figures import record
 from tests.support.google_tools import GCLOUD, TERRAFORM, gcloud, gcloud_verdict, split_command
@@ -168,14 +170,20 @@ AWKWARD = st.text(alphabet=st.sampled_from(list(",^=:;'\"$%{}\\ é/|#~+!@&*")) |
 @given(audiences=st.lists(AWKWARD, min_size=1, max_size=3), branch=AWKWARD, repository=AWKWARD)
 @example(audiences=["a,b", "c"], branch="^:^x", repository="{r,=}")
 @example(audiences=["^x"], branch="b", repository="r")
+@example(audiences=["a"], branch="ya29.release", repository="r")  # token-shaped claims: printed as they are, not redacted
+@example(audiences=["eyJhbGciOi.eyJzdWIiOi.x"], branch="eyJhbGciOi.eyJzdWIiOi.x", repository="r")
 def test_every_value_reaches_gcloud_whole(tmp_path_factory, audiences, branch, repository):
-    """The printed create-oidc and grant commands, run by the real gcloud: the audiences, condition, mapping and member
-    it sends are exactly the plan's, whatever the claims hold."""
-    step = oidc.read({"BITBUCKET_STEP_OIDC_TOKEN": ISSUER.mint(repository, branch=branch, aud=audiences)}, now=0)
-    cfg = config.load({"WORKLOAD_IDENTITY_PROVIDER": PROVIDER, "SERVICE_ACCOUNT": "image-puller@acme-ci.iam.gserviceaccount.com"}, Path.cwd())
-    restriction = parsers.restriction("SETUP_RESTRICT_TO", "branch")
-    plan = setup_plan.build(cfg, step, restriction)
-    commands = commands_in(setup_plan.render(cfg, step, restriction).split("# Terraform")[0])
+    """The create-oidc and grant commands as ACTION: setup prints them, run by the real gcloud: the audiences,
+    condition, mapping and member it sends are exactly the plan's, whatever the claims hold."""
+    token = ISSUER.mint(repository, branch=branch, aud=audiences)
+    variables = {"WORKLOAD_IDENTITY_PROVIDER": PROVIDER, "SERVICE_ACCOUNT": "image-puller@acme-ci.iam.gserviceaccount.com"}
+    step = oidc.read({"BITBUCKET_STEP_OIDC_TOKEN": token}, now=0)
+    cfg = config.load(variables, Path.cwd())
+    plan = setup_plan.build(cfg, step, parsers.restriction("SETUP_RESTRICT_TO", "branch"))
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main.main({**variables, "ACTION": "setup", "SETUP_RESTRICT_TO": "branch", "BITBUCKET_STEP_OIDC_TOKEN": token}) == 0
+    commands = commands_in(printed.getvalue().split("# Terraform")[0])
     [provider_body] = _sent_by_gcloud(next(c for c in commands if "create-oidc" in c), tmp_path_factory.mktemp("gcloud"))
     assert provider_body["oidc"]["allowedAudiences"] == list(plan.provider.allowed_audiences)
     assert provider_body["oidc"]["issuerUri"] == plan.provider.issuer_uri

@@ -1,6 +1,8 @@
 """The entry point: signals unwind, the caller's umask comes back, a bug is one line."""
 
+import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -96,3 +98,24 @@ def test_a_bug_is_one_line_with_its_type_and_no_traceback(monkeypatch, capsys):
     assert main.main({}) == 1
     out, err = capsys.readouterr()
     assert "✖ Unexpected error (KeyError)" in out and "Traceback" not in out + err and out.count("\n") == 1
+
+
+def test_the_printed_shell_lines_hand_sh_the_export_path_as_one_word(monkeypatch, caplog, tmp_path):
+    """`source …/env` and `rm -rf …` are meant to be copied into the step's script: sh must read the path whole,
+    whatever the clone's path holds (spaces, `;`, `$(…)`)."""
+    from types import SimpleNamespace
+
+    from pipe import export
+
+    directory = tmp_path / "odd dir; touch PWNED $(id) 'q'"
+    monkeypatch.setattr(export, "export", lambda *args: directory)
+    pipe = SimpleNamespace(success=lambda message: None)
+    with caplog.at_level(logging.INFO, logger="pipe"):
+        main.KeylessPipe._export(pipe, SimpleNamespace(export_credentials=True), SimpleNamespace(value="t"),
+                                 SimpleNamespace(access_token="a"), None)
+    source = re.search(r"with:  source (.*)$", caplog.text, re.M)[1]
+    removal = re.search(r"`rm -rf (.*)` when done", caplog.text)[1]
+    for words, expected in ((source, f"{directory}/env"), (removal, str(directory))):
+        printed = subprocess.run(["sh", "-c", f"printf '%s\\n' {words}"], capture_output=True, text=True, check=True, cwd=tmp_path)
+        assert printed.stdout == expected + "\n"
+    assert not (tmp_path / "PWNED").exists()

@@ -247,6 +247,29 @@ def test_the_bearer_challenge_is_found_among_several_header_lines(stub):
     assert str(found.realm) == f"{reg.url}/t" and found.service == "svc"
 
 
+@pytest.mark.parametrize("headers", [
+    ['Bearer realm="{listed}",realm="https://evil.example/token"'],  # one parameter twice: Docker keeps the last
+    ['Bearer realm="{listed}",service="a",service="b"'],
+    ['Bearer realm="{listed}"', 'Bearer realm="https://evil.example/token"'],  # two header lines, two token services
+    ['Bearer realm="{listed}", Bearer realm="https://evil.example/token"'],  # two challenges in one line
+], ids=["realm twice", "service twice", "two lines", "one line"])
+def test_a_challenge_clients_could_read_two_ways_is_refused(stub, headers):
+    """Whichever reading a client takes (first or last value, one challenge per line or several), the pipe sends no
+    token: the exported docker config would otherwise let the CLI follow the reading the pipe did not check."""
+    reg = stub(401)
+    reg.answer = (401, [("WWW-Authenticate", h.format(listed=f"{reg.url}/v2/token")) for h in headers], b"")
+    with pytest.raises(PipeError, match="a challenge clients read differently") as refused:
+        registry.token_service(reg.host, (reg.host, "evil.example"), transport())
+    assert "\n" not in refused.value.message
+
+
+def test_the_same_token_service_named_twice_is_no_ambiguity(stub):
+    reg = stub(401)
+    same = f'Bearer realm="{reg.url}/v2/token",service="{reg.host}"'
+    reg.answer = (401, [("WWW-Authenticate", same), ("WWW-Authenticate", same)], b"")
+    assert registry.token_service(reg.host, (reg.host,), transport()).service == reg.host
+
+
 def test_a_token_service_on_another_host_must_be_listed(stub):
     tokens = stub(200)
     reg = stub(401, challenge(f'Bearer realm="{tokens.url}/token",service="reg"'))

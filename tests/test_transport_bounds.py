@@ -400,3 +400,19 @@ def test_https_goes_through_the_proxy_in_a_tunnel(proxy):
         one_try(10)("https://registry.example.test/v2/")
     assert len(proxy.requests) == 1
     assert proxy.requests[0].startswith(b"CONNECT registry.example.test:443 ")
+
+
+def test_a_proxy_dripping_its_connect_answer_is_cut_off_at_the_deadline(serve, monkeypatch):
+    """The deadline watches the socket from the TCP connection on: http.client reads a proxy's CONNECT answer with
+    per-read timeouts only, and a proxy sending a byte at a time would otherwise hold the step."""
+    connect_answer = b"HTTP/1.1 200 Connection established\r\nX-Slow: " + b"s" * 200 + b"\r\n\r\n"
+    proxy = serve(lambda conn, srv: drip(conn, srv, connect_answer))
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url)
+    deadline = 1.5
+    assert len(connect_answer) * PACE > deadline + SLACK
+    with Stopwatch() as watch, pytest.raises(exceptions.TransportError):
+        one_try(deadline)("https://sts.example.test/v1/token", method="POST", body=b"a=b")
+    assert watch.elapsed < deadline + SLACK
+    assert proxy.requests and proxy.requests[0].startswith(b"CONNECT sts.example.test:443 ")

@@ -189,14 +189,52 @@ def test_a_fifo_in_the_clone_is_refused_without_hanging(tmp_path):
 def test_a_link_to_a_device_is_refused(tmp_path):
     (tmp_path / "cred.json").symlink_to("/dev/zero")
     with probe("config file links to /dev/zero"):
-        refused("cred.json", tmp_path, "not a regular file")
+        refused("cred.json", tmp_path, "is a link")
 
 
 def test_a_link_loop_is_refused(tmp_path):
     (tmp_path / "a.json").symlink_to(tmp_path / "b.json")
     (tmp_path / "b.json").symlink_to(tmp_path / "a.json")
     with probe("config file is a symlink loop"):
-        refused("a.json", tmp_path, "cannot be read")
+        refused("a.json", tmp_path, "is a link")
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A clone, and beside it a file the repository does not own whose content would show in a refusal."""
+    clone, elsewhere = tmp_path / "clone", tmp_path / "elsewhere"
+    clone.mkdir()
+    elsewhere.mkdir()
+    (elsewhere / "app.json").write_text('{"type": "outside-secret-value-1234"}')
+    return clone, elsewhere / "app.json"
+
+
+@pytest.mark.parametrize("how", ["link to the file", "link to its directory", "absolute path", "../ path"])
+def test_nothing_outside_the_clone_is_read(outside, how):
+    """The committed config is the repository's; a link or a path to anything else is refused unread."""
+    clone, secret_file = outside
+    if how == "link to the file":
+        (clone / "cred.json").symlink_to(secret_file)
+        value = "cred.json"
+    elif how == "link to its directory":
+        (clone / "conf").symlink_to(secret_file.parent)
+        value = "conf/app.json"
+    elif how == "absolute path":
+        value = str(secret_file)
+    else:
+        value = "../elsewhere/app.json"
+    with probe(f"config file outside the clone: {how}"):
+        message = refused(value, clone, "link" if how.startswith("link") else "outside the clone")
+        assert "outside-secret-value" not in message
+
+
+def test_a_file_in_a_subdirectory_of_the_clone_is_read_from_a_working_directory_below_it(tmp_path):
+    clone = tmp_path / "clone"
+    (clone / "ci" / "gcp").mkdir(parents=True)
+    (clone / "ci" / "gcp" / "cred.json").write_text(json.dumps(gcloud_config()))
+    settings = user_cred_config.load("gcp/cred.json", clone / "ci", clone)
+    assert settings.variables["WORKLOAD_IDENTITY_PROVIDER"].endswith("/providers/bb-provider")
+    assert user_cred_config.load("../ci/gcp/cred.json", clone / "ci", clone).variables == settings.variables
 
 
 def test_a_home_directory_path_is_just_a_missing_file(tmp_path):
