@@ -121,7 +121,7 @@ def clone_dir(env: dict, cwd: Path) -> Path:
     """BITBUCKET_CLONE_DIR, or the working directory when unset (a local run). pipe.clone_dirs opens it, and says so in
     one line when it is no directory."""
     value = _given(env, "BITBUCKET_CLONE_DIR")
-    return Path(value.strip()) if value else cwd
+    return Path(value) if value else cwd  # as given: a directory's name may end in spaces or a line break
 
 
 def _given(env: dict, name: str) -> str | None:

@@ -1,5 +1,7 @@
 """The one redaction layer: token shapes and known secrets in any text, in their encodings and split across lines,
-and in the run container's output streamed through it (the log and the printed lines: tests/test_logs.py, test_shown.py)."""
+and in the run container's output streamed through it (the log and the printed lines: tests/test_logs.py, test_shown.py);
+and attacks on it: secrets made to slow it down or to censor ordinary output, and output that hides a secret between
+terminal control sequences or in UTF-16."""
 
 import base64
 import itertools
@@ -64,6 +66,12 @@ def wrap(text: str, width: int, first: int, separator: str) -> str:
 
 # Line breaks followed by what a log or a script puts at the start of each line.
 PREFIXED_LINES = ["\nb64:", "\n2026-05-09T07:35:25.123456Z ", "\r\nbuild-1  | ", "\n     2\t", "\n[pod/app-7d9f/main] "]
+# Terminal control sequences a script prints between pieces of a token (each line coloured, a hyperlink, a title), in
+# their ESC and C1 forms: a terminal shows none of them, so the pieces read as one token.
+CONTROLS = ["\x1b[2m", "\x1b[0m", "\x1b[38;5;240m", "\x1b[2K\r", "\x1b(B\x1b[m", "\x1b]8;;https://example.com/a\x1b\\",
+            "\x1b]0;build 7\x07", "\u009b1m", "\u009d8;;https://example.com\u009c", "\x1bP+q544e\x1b\\"]
+COLOURED_LINES = ["\n\x1b[2m", "\x1b[0m\n\x1b[2m", "\x1b[31m", "\r\n\x1b]8;;https://example.com/a\x1b\\",
+                  "\n\x1b[90m2026-05-09T07:35:25Z\x1b[0m ", "\n\u009b2m", "\x1b[0m\x1b(B\n\x1b[33mwarning: \x1b[0m"]
 
 
 @st.composite
@@ -80,7 +88,7 @@ def exposures(draw):
         text = json.dumps({"auths": {"us-docker.pkg.dev": {"auth": auth}}})
     else:
         text = json.dumps({"access_token": secret}) if form == "json" else secret
-    separator = draw(st.sampled_from(["\n", "\r\n", "\\n", "\\r\\n", " ", "\n    ", "\t", *PREFIXED_LINES]))
+    separator = draw(st.sampled_from(["\n", "\r\n", "\\n", "\\r\\n", " ", "\n    ", "\t", *PREFIXED_LINES, *COLOURED_LINES]))
     split = draw(st.sampled_from(["no", "wrapped", "anywhere"]))
     if split == "wrapped":
         width = draw(st.integers(24, 120))
@@ -133,7 +141,9 @@ def test_unknown_tokens_never_get_through_a_stream(monkeypatch):
 # Text that holds nothing to redact but is full of what could start it: shape markers, the long secrets' first characters,
 # backslashes, multi-byte characters cut in two, bytes that are not UTF-8.
 FRAGMENTS = [b"e", b"ey", b"eyJ", b"eyJhbGciOi", b"ya2", b"ya29", b"\\", b"\\n", b"\r\n", b"\n", b" ", b"\xe2\x9c", b"\x94",
-             b"\xff", "✔é".encode(), *(s.encode()[:size] for s in SECRETS if len(s) > 16 for size in (1, 3, 7))]
+             b"\xff", "✔é".encode(), b"\x1b", b"\x1b[", b"\x1b[2", b"m", b"\x1b]8;;", b"\x07", b"\x1b\\", b"\xc2", b"\xc2\x9b", b"\x00",
+             *(s.encode()[:size] for s in SECRETS if len(s) > 16 for size in (1, 3, 7)),
+             *(s[:size].encode(codec) for s in SECRETS if len(s) > 16 for size in (1, 7) for codec in ("utf-16-le", "utf-16-be"))]
 HARMLESS = st.one_of(st.binary(max_size=3000), st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=4)), max_size=60).map(b"".join))
 
 
@@ -225,3 +235,170 @@ def test_streaming_is_linear(monkeypatch):
         assert seconds(data * 4, chunk) < 8 * seconds(data, chunk)
     rate = len(ordinary) * 8 / 1e6 / seconds(ordinary * 8, 4096)
     record("stream redaction", f"{rate:.0f} MB/s with {len(SECRETS)} secrets known (ordinary build output, 4 KiB chunks)")
+
+
+# --- attacks on the mechanism: secrets made to slow it down or to censor, secrets hidden by how they are printed -----
+
+class Counted:
+    """Bytes the matcher compares, counting every byte it takes out of them: the work its comparisons do."""
+
+    def __init__(self, data: bytes, tally: dict):
+        self.data, self.tally = data, tally
+
+    def __getitem__(self, key):
+        piece = self.data[key]
+        self.tally["compared"] += len(piece)
+        return piece
+
+
+def work(secrets_: list[str], text: bytes) -> dict[str, float]:
+    """The work of streaming the text in 4 KiB chunks with these secrets known, taken as they are (add_secret would
+    refuse the plainest): bytes compared, places tried and walks taken, each per byte of text."""
+    tally = {"compared": 0, "tried": 0, "walks": 0}
+    prefix, suffix, walk, extend = redact._common_prefix, redact._common_suffix, redact._walk, redact._Matcher._extend
+
+    def counted(name, function):
+        def call(*args):
+            tally[name] += 1
+            return function(*args)
+        return call
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(redact, "_secrets", set(secrets_))
+        patch.setattr(redact, "_compiled", None)
+        redact._matcher()
+        patch.setattr(redact, "_common_prefix", lambda text, at, form, done, size: prefix(
+            Counted(text, tally), at, Counted(form, tally), done, size))
+        patch.setattr(redact, "_common_suffix", lambda text, at, form, done: suffix(Counted(text, tally), at, Counted(form, tally), done))
+        patch.setattr(redact, "_walk", counted("walks", walk))
+        patch.setattr(redact._Matcher, "_extend", counted("tried", extend))
+        stream(text, list(range(4096, len(text), 4096)))
+    return {name: count / len(text) for name, count in tally.items()}
+
+
+def adversarial(scale: int) -> tuple[list[str], list[bytes]]:
+    """Secrets a hostile token service could return, 1/scale of their full length, and output lines that match them
+    over and over: periodic ones, one a long run then a token, one of three letters (every gram recurs hundreds of
+    times), and 200 sharing a long stretch (as JWTs of one issuer share their claims)."""
+    pick = random.Random(7)
+
+    def letters(count: int, alphabet: str = string.ascii_letters + string.digits + "-_") -> str:
+        return "".join(pick.choices(alphabet, k=count))
+
+    shared = letters(2000 // scale)
+    secrets_ = ["=" * (16000 // scale), "abc" * (5000 // scale), "PT09" * (4000 // scale), "=" * (12000 // scale) + letters(40),
+                letters(6000 // scale, "ab1"), *(shared + letters(24) for _ in range(200))]
+    lines = [b"step 1/9 " + b"=" * 72, b"abc" * 30, b"PT09" * 20 + b" done", letters(90, "ab1").encode(), b"=" * 100 + b"X",
+             letters(300, "ab1").encode() + b"x", (shared[:500] + letters(20)).encode(), b"abcabcabcabcabcabcabX" * 5]
+    return secrets_, lines
+
+
+def test_adversarial_secrets_keep_redaction_linear():
+    """A secret can make every gram of the output match somewhere, thousands of times over (a hostile registry token
+    "=" * 16000 once took 38 s for 16 KB of `====` lines): the work stays in proportion to the text, and does not grow
+    with how long or repetitive the secrets are. Measured as work, not time: bytes compared and places tried."""
+    with probe("secrets made to make redaction quadratic"):
+        secrets_, lines = adversarial(1)
+        pick = random.Random(1)
+        text = b"\n".join(pick.choice(lines) for _ in range(400)) + b"\n"
+        full = work(secrets_, text)
+        assert full["compared"] < 64 and full["tried"] + full["walks"] < 0.5, full
+        assert work(secrets_, text * 4)["compared"] < 1.25 * full["compared"]  # four times the text, four times the work
+        shorter = work(adversarial(4)[0], text)
+        assert full["compared"] < 2 * shorter["compared"] and full["tried"] < 2 * shorter["tried"]  # secrets 4x as long
+        assert stream(text, list(range(0, len(text), 4096))) == redact.redact(text.decode()).encode()
+
+
+def test_a_repetitive_value_is_no_secret_and_runs_are_no_fragment(monkeypatch):
+    """A value that is little but a run or an alternation is not taken for a secret, and no run in a secret starts a
+    match: otherwise a token service could have every `====` rule and `----` line of the output cut out. A secret
+    holding such a run is still redacted whole, run included."""
+    monkeypatch.setattr(redact, "_secrets", set())
+    monkeypatch.setattr(redact, "_compiled", None)
+    for value in ["=" * 16000, "-=" * 40, "a" * 70_000, "========", "at-" + "a1" * 20, "=" * 100 + "abcdef"]:
+        redact.add_secret(value)
+    assert redact._secrets == set()
+    secret = "=" * 64 + OPAQUE + "-" * 64
+    redact.add_secret(secret)
+    assert redact.redact(f"token {secret} ok") == "token [redacted] ok"
+    ordinary = "=" * 30 + " 3 passed in 0.12s " + "=" * 30 + "\n" + "-" * 80 + "\n" + "=-" * 40 + "\n"
+    for text in (ordinary, base64.b64encode(bytes(300)).decode(), "=" * 70_000):
+        assert redact.redact(text) == text and stream(text.encode(), list(range(0, len(text), 4096))) == text.encode()
+
+
+def strip_controls(text: str) -> str:
+    return re.sub(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[]P][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b\([A-Z]|\x9b[0-?]*[@-~]|\x9d[^\x9c]*\x9c", "", text)
+
+
+@st.composite
+def coloured(draw):
+    """A secret wrapped at any width from FRAGMENT on, terminal control sequences before each line (as `ls --color`
+    or a logger colours them), the lines apart or run together."""
+    secret = draw(st.sampled_from(SECRETS))
+    width = draw(st.integers(16, 90))
+    line_break = draw(st.sampled_from(["\n", "\r\n", "", " ", "\\n"]))
+    prefix = draw(st.sampled_from(["", "2026-05-09T07:35:25Z ", "build-1  | "]))
+    lines = [secret[i:i + width] for i in range(0, len(secret), width)]
+    text = lines[0] + "".join(line_break + prefix + "".join(draw(st.lists(st.sampled_from(CONTROLS), min_size=1, max_size=3))) + line
+                              for line in lines[1:])
+    return secret, text
+
+
+@settings(max_examples=300, deadline=None)
+@given(coloured(), NOISE, st.data())
+def coloured_lines_are_redacted(exposure, before, data):
+    secret, shown = exposure
+    text = f"{before} {shown}\n"
+    encoded = text.encode()
+    output = stream(encoded, data.draw(st.lists(st.integers(0, len(encoded)), max_size=12)))
+    assert output == redact.redact(text).encode() and b"[redacted]" in output
+    assert not leaks(strip_controls(output.decode()), secret)
+
+
+def test_control_sequences_between_pieces_of_a_secret_count_as_separators():
+    """CSI, OSC, DCS and two-byte escapes, and their C1 forms, between the lines of a wrapped secret hide nothing of it,
+    in log text and in a stream cut anywhere (a sequence cut in two included)."""
+    with probe("secret wrapped with terminal control sequences before each line"):
+        coloured_lines_are_redacted()
+    for width in (16, 20, 33):  # the review's case: each line dimmed, `\x1b[2m` (ending in a token letter) before it
+        text = "\n".join("\x1b[2m" + OPAQUE[i:i + width] for i in range(0, len(OPAQUE), width))
+        assert redact.redact(text) == "\x1b[2m[redacted]" and stream(text.encode(), [5, 30]) == b"\x1b[2m[redacted]"
+    assert redact.redact(f"{OPAQUE[:20]}\x1b[0m\x1b[1m{OPAQUE[20:]}") == "[redacted]"  # recoloured mid-token
+
+
+def wide_leaks(output: bytes, secret: str, codec: str) -> bool:
+    """Does the output show FRAGMENT characters of the secret (its JWT header aside) as UTF-16?"""
+    part = secret.split(".", 1)[1] if secret.startswith("eyJ") else secret
+    return any(part[i:i + 16].encode(codec) in output for i in range(len(part) - 15))
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_a_secret_printed_as_utf16_is_redacted(codec):
+    """UTF-16 (PowerShell's and .NET's output, `iconv -t UTF-16`) puts a NUL after or before every ASCII character; a
+    terminal shows none, so the secret reads in full. Whole, or any FRAGMENT characters of it, it is redacted."""
+    with probe(f"secret printed as {codec.upper()}"):
+        for secret in SECRETS:
+            for shown in (secret, secret[-20:], secret[-16:]):
+                if shown != secret and len(secret) < 24:
+                    continue
+                text = f"token={shown}\n".encode(codec)
+                for cuts in ([], [len(text) // 2], list(range(0, len(text), 3))):
+                    output = stream(text, cuts)
+                    assert b"[redacted]" in output and not wide_leaks(output, secret, codec), (shown, cuts)
+                    assert output == redact.redact(text.decode()).encode()
+        ordinary = "Step 3/12 : RUN make build, all tests passed".encode(codec)
+        assert stream(ordinary, list(range(0, len(ordinary), 5))) == ordinary
+
+
+def test_a_secret_in_json_with_escaped_slashes_is_redacted(monkeypatch):
+    """Some JSON encoders (PHP's, Java's) write '/' as `\\/`: a secret with '/' in it, or its base64, is still found."""
+    monkeypatch.setattr(redact, "_secrets", set())
+    monkeypatch.setattr(redact, "_compiled", None)
+    secret = "/".join(secrets.token_urlsafe(9) for _ in range(5))  # no 16 characters without a '/'
+    redact.add_secret(secret)
+    auth = base64.b64encode(b"oauth2accesstoken:" + secret.encode() + b"/").decode()
+    for text in (json.dumps({"password": secret}), json.dumps({"auth": auth})):
+        escaped = text.replace("/", "\\/")
+        output = stream(escaped.encode(), list(range(0, len(escaped), 7)))
+        assert b"[redacted]" in output and output == redact.redact(escaped).encode()
+        assert not leaks(output.decode().replace("\\/", "/"), secret)
