@@ -148,7 +148,7 @@ def test_a_killed_runs_container_is_removed_before_a_later_export(live_stack, wo
     import time
 
     stolen = clone / "stolen-token"
-    thief = f'while true; do cp "{clone / STORAGE}/gcp/access-token" "{stolen}" 2>/dev/null; sleep 0.1; done'
+    thief = f'while true; do cp "{clone / STORAGE}/gcp/access-token" "{stolen}" 2>/dev/null || true; sleep 0.1; done'
     with probe("a killed run's container waits for the next export"):
         runner = threading.Thread(target=lambda: live_stack.run_pipe(clone, _with_credentials(world, clone, thief), step_token(world)))
         runner.start()
