@@ -273,15 +273,16 @@ def mask(clone: Path):
         try:
             yield clone / name
         finally:
-            with stopping.cleanup():
+            with stopping.uninterrupted():
                 top.remove(name)
     finally:
         top.close()
 
 
-def remove_stale(clone: Path, export_dir: Path | None) -> None:
+def remove_stale(clone: Path, export_dirs: list[Path]) -> None:
     """What a run killed before its cleanup left: masks in the clone's top directory and the run container's
-    credential directory (which holds the step token). Removed before anything else, so nothing mounts them."""
+    credential directory (which holds the step token) beside each export directory. Removed before anything else,
+    so nothing mounts them."""
     clone = Path(os.path.normpath(clone))
     top = Dir.open_clone(clone)
     try:
@@ -291,9 +292,11 @@ def remove_stale(clone: Path, export_dir: Path | None) -> None:
                 top.remove(name)
     finally:
         top.close()
-    if export_dir is None:
-        return
-    run_dir = export_dir.with_name(RUN_DIR)
+    for export_dir in export_dirs:
+        _remove_run_dir(clone, export_dir.with_name(RUN_DIR))
+
+
+def _remove_run_dir(clone: Path, run_dir: Path) -> None:
     try:
         with parent_of(clone, run_dir, create=False) as parent:
             parent.remove(run_dir.name)

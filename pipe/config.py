@@ -224,7 +224,21 @@ def _endpoints(settings: _Settings) -> dict:
         roots[name] = parsers.endpoint(name, settings.pick(name) or f"https://{service}.{universe}")
         if name not in settings.sources and "UNIVERSE_DOMAIN" in settings.sources:
             settings.sources[name] = settings.sources["UNIVERSE_DOMAIN"]  # the default host follows whoever chose the universe
+        _only_google_from_a_file(settings, name, urls.parse(roots[name]).host)
     return {"universe_domain": universe, "sts_endpoint": roots["STS_ENDPOINT"], "iam_endpoint": roots["IAM_CREDENTIALS_ENDPOINT"]}
+
+
+def _only_google_from_a_file(settings: _Settings, name: str, host: str) -> None:
+    """A committed file may not send tokens outside googleapis.com: anyone who can push, or an image run earlier in the
+    step (the clone is read-write to it), could change it. Another universe or host takes a variable of the pipe's."""
+    chooser = settings.sources.get(name, "")
+    trusted = [GOOGLE_DOMAIN] + ([settings.env["UNIVERSE_DOMAIN"].strip()] if settings.sources.get("UNIVERSE_DOMAIN") == "UNIVERSE_DOMAIN" else [])
+    if not chooser.startswith(user_cred_config.NAME) or any(urls.is_within(host, domain) for domain in trusted):
+        return
+    raise PipeError(
+        f"{chooser} would send {'the step token' if name == 'STS_ENDPOINT' else 'a Google token'} to {host}, outside "
+        f"{GOOGLE_DOMAIN}: a file in the repository cannot choose where tokens go; if you trust that host, set {name} "
+        "(or UNIVERSE_DOMAIN, for another universe) in the pipe's variables, which override the file.")
 
 
 def _tokens(settings: _Settings, service_account: str | None) -> dict:

@@ -8,6 +8,7 @@ never the Google access token, and nothing is stored.
 import logging
 import os
 import re
+import secrets
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,10 +46,13 @@ def connect(timeout: int = 60) -> docker.DockerClient:
     """The step's daemon, never through a proxy: the Engine API carries registry tokens and ENV's values, and on
     Bitbucket it is plain http to the docker service (a proxy variable set for the step's own traffic must not see it)."""
     try:
-        client = docker.from_env(timeout=timeout)
-        client.api.trust_env = False  # requests' proxy variables and .netrc
+        # The SDK asks the daemon's API version as it is made: made with a version given, it asks nothing, so the
+        # proxy variables (and .netrc) are off before the first request, then the version is asked as "auto" would.
+        client = docker.from_env(timeout=timeout, version=docker.constants.MINIMUM_DOCKER_API_VERSION)
+        client.api.trust_env = False
+        client.api._version = client.api._retrieve_server_version()
         client.ping()
-    except docker_errors.DockerException as error:
+    except (docker_errors.DockerException, ValueError) as error:  # ValueError: a DOCKER_HOST the SDK cannot read
         raise PipeError(NEEDS_DOCKER.format(detail=f" ({redact.redact(untrusted.text(str(error), 300))})")) from None
     return client
 
@@ -160,11 +164,18 @@ def run(
         options = {"command": command}
     volumes = {str(clone_dir): {"bind": str(clone_dir), "mode": "rw"}, **(mounts or {})}
     check_binds(volumes, clone_dir)
-    container = _create(client, image, network, docker_host_internal, working_dir=str(workdir), volumes=volumes,
-                        environment=environment, labels={LABEL: "run", f"{LABEL}.clone": str(clone_dir)}, **options)
+    this_run = f"{LABEL}.run={secrets.token_hex(8)}"
+    labels = {LABEL: "run", f"{LABEL}.clone": str(clone_dir), this_run.partition("=")[0]: this_run.partition("=")[2]}
+    container = None
     try:
+        with stopping.uninterrupted():  # a stop signal waits until the daemon has said which container it made
+            container = _create(client, image, network, docker_host_internal, working_dir=str(workdir), volumes=volumes,
+                                environment=environment, labels=labels, **options)
         stream = client.api.attach(container.id, stdout=True, stderr=True, stream=True, logs=True, demux=True)
-        container.start()
+        try:
+            container.start()
+        except docker_errors.APIError as error:  # the daemon checks the command, the user and the network only now
+            raise PipeError(_refusal(str(error.explanation or error), network, "start")) from None
         _copy_redacted(stream)
         status = container.wait()["StatusCode"]
         if status == OOM_EXIT:
@@ -176,7 +187,10 @@ def run(
             )
         return status
     finally:
-        remove(container)
+        if container is not None:
+            remove(container)
+        else:  # the create failed or was cut short after the daemon made it: find it by this run's label
+            _remove_labelled(client, this_run, "left by a create that did not finish")
 
 
 def _create(client: docker.DockerClient, image: Image, network: str | None, docker_host_internal: str | None, **options):
@@ -190,10 +204,11 @@ def _create(client: docker.DockerClient, image: Image, network: str | None, dock
     try:
         return client.containers.create(image.reference, **options)
     except docker_errors.APIError as error:
-        raise PipeError(_refusal(str(error.explanation or error), network)) from None
+        raise PipeError(_refusal(str(error.explanation or error), network, "create")) from None
 
 
-def _refusal(explanation: str, network: str | None) -> str:
+def _refusal(explanation: str, network: str | None, stage: str) -> str:
+    """The daemon's refusal to create or start the run container, in one bounded line with what to change."""
     explanation = redact.redact(" ".join(untrusted.text(explanation, 300).split()))
     # A user-namespaced daemon refuses host networking itself; an authorization plugin (asked first) may refuse it too.
     if "user namespaces are enabled" in explanation or (network == "host" and "authorization denied" in explanation):
@@ -201,7 +216,13 @@ def _refusal(explanation: str, network: str | None) -> str:
                 "does not share its host's network; remove NETWORK and reach the step's services at host.docker.internal:<port>.")
     if network and re.search(r"network \S+ not found", explanation):
         return f"NETWORK is {shown.echo(network)}, but the docker service has no such network: create it first, or remove NETWORK."
-    return f"The docker service refused to create the run container: {explanation}"
+    if re.search(r"executable file not found|no such file or directory", explanation):
+        return (f"The run container could not start its command ({explanation}): COMMAND's program (or the image's "
+                "entrypoint, or /bin/sh for SCRIPT) is not in the image; fix COMMAND or the image.")
+    if re.search(r"unable to find user|no users found|no matching entries in passwd", explanation):
+        return (f"The run container could not start as the image's USER ({explanation}): that user does not exist in the "
+                "image; fix USER in the image's Dockerfile, or use a numeric uid.")
+    return f"The docker service refused to {stage} the run container: {explanation}"
 
 
 class _Output:
@@ -248,19 +269,23 @@ def _oom_killed(container) -> bool:
 def remove_leftovers(client: docker.DockerClient, clone_dir: Path) -> None:
     """Containers an earlier run of the pipe on this clone started and could not remove (it was SIGKILLed): still
     running, they could read what this run exports into the clone they mount. One pipe runs at a time per clone."""
+    _remove_labelled(client, f"{LABEL}.clone={clone_dir}", "left running by an earlier run of the pipe that was killed")
+
+
+def _remove_labelled(client: docker.DockerClient, label: str, why: str) -> None:
     try:
-        leftovers = client.containers.list(all=True, filters={"label": f"{LABEL}.clone={clone_dir}"})
+        found = client.containers.list(all=True, filters={"label": label})
     except docker_errors.APIError as error:
-        log.warning(f"Could not list containers an earlier run may have left: {error.explanation}")
+        log.warning(f"Could not list the containers {why}: {error.explanation}")
         return
-    for container in leftovers:
-        log.warning(f"Removing container {container.short_id}, left running by an earlier run of the pipe that was killed")
+    for container in found:
+        log.warning(f"Removing container {container.short_id}, {why}")
         remove(container)
 
 
 def remove(container) -> None:
     """The container and its anonymous volumes (an image's VOLUME would otherwise keep what the run wrote there)."""
-    with stopping.cleanup():
+    with stopping.uninterrupted():
         try:
             container.remove(force=True, v=True)
         except docker_errors.NotFound:

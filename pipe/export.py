@@ -11,10 +11,11 @@ import json
 import logging
 import os
 import shlex
+import stat
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from pipe import clone_dirs, google_registries, pipe_cred_config, stopping
+from pipe import clone_dirs, google_registries, pipe_cred_config, shown, stopping
 from pipe.config import Config
 from pipe.errors import PipeError
 
@@ -42,6 +43,42 @@ def export_dir_or_none(cfg: Config) -> Path | None:
         return export_dir(cfg)
     except PipeError:
         return None
+
+
+def every_export_dir(cfg: Config) -> list[Path]:
+    """This run's export directory and every other pipe's in the clone (another reference of this pipe, a fork, gets
+    its own BITBUCKET_PIPE_STORAGE_DIR beside it): the run container sees none, and what a killed run left in any is
+    removed. Only real directories count; nothing below a link is looked at."""
+    clone = Path(os.path.normpath(cfg.clone_dir))
+    found = [own] if (own := export_dir_or_none(cfg)) else []
+    pipes = clone / PIPE_PATH.parent.parent  # …/pipes/<account>/<pipe>
+    if not _real_directory(clone, pipes):
+        return found
+    for account in _subdirectories(pipes):
+        for pipe in _subdirectories(account):
+            if (pipe / "gcp") not in found:
+                found.append(pipe / "gcp")
+    return found
+
+
+def _real_directory(clone: Path, path: Path) -> bool:
+    current = clone
+    for part in path.relative_to(clone).parts:
+        current = current / part
+        try:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _subdirectories(directory: Path) -> list[Path]:
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(Path(e.path) for e in entries if e.is_dir(follow_symlinks=False))
+    except OSError:
+        return []
 
 
 def run_dir(cfg: Config) -> Path:
@@ -97,10 +134,9 @@ def numeric_owner(user: str | None) -> tuple[int, int] | None:
     uid, _, gid = (user or "").partition(":")
     if not (uid.isascii() and uid.isdigit() and (not gid or (gid.isascii() and gid.isdigit()))):
         return None
-    owner = int(uid), int(gid or uid)
-    if max(owner) > MAX_ID:
-        raise PipeError(f"The image's USER {user} is no user a container can run as (a uid and a gid go from 0 to {MAX_ID}): "
-                        "fix USER in the image's Dockerfile.")
+    if max(len(uid), len(gid)) > 10 or max(owner := (int(uid), int(gid or uid))) > MAX_ID:  # the image's text: bounded first
+        raise PipeError(f"The image's USER {shown.clipped(user)} is no user a container can run as (a uid and a gid go from 0 "
+                        f"to {MAX_ID}): fix USER in the image's Dockerfile.")
     return owner
 
 
@@ -114,7 +150,7 @@ def container_credentials(cfg: Config, step_token: str, user: str | None):
     """
     owner = numeric_owner(user)
     if user and user not in ("root", "0") and owner is None:
-        log.warning(f"{cfg.image.display} runs as user '{user}', but the credential files can only be handed to a "
+        log.warning(f"{cfg.image.display} runs as user {shown.echo(user)}, but the credential files can only be handed to a "
                     "numeric USER (uid or uid:gid); they stay readable by root only.")
     target = run_dir(cfg)
     with clone_dirs.parent_of(cfg.clone_dir, target) as parent:
@@ -136,7 +172,7 @@ def container_credentials(cfg: Config, step_token: str, user: str | None):
                 environment.update(GOOGLE_CLOUD_PROJECT=cfg.project_id, CLOUDSDK_CORE_PROJECT=cfg.project_id)
             yield mounts, environment
         finally:
-            with stopping.cleanup():
+            with stopping.uninterrupted():
                 parent.remove(target.name)
 
 
@@ -146,7 +182,7 @@ def _chown(directory: clone_dirs.Dir, name: str, owner: tuple[int, int], user: s
     except OSError as error:
         if error.errno not in (errno.EINVAL, errno.EPERM):
             raise
-        raise PipeError(f"{image} runs as USER {user}, which the Docker daemon's user namespace does not map, so the "
+        raise PipeError(f"{image} runs as USER {shown.clipped(user)}, which the Docker daemon's user namespace does not map, so the "
                         f"credential files cannot be handed to it (chown: {error.strerror}): run the image as a uid the "
                         "daemon maps (0 to 65535 on Bitbucket's docker service; root always works), or leave "
                         "GOOGLE_CREDENTIALS_IN_CONTAINER off.") from None

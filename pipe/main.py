@@ -103,7 +103,7 @@ class KeylessPipe(Pipe):
         """Before any token exists: what a killed run left is removed, IMAGE's registry and the export folder checked."""
         from pipe import export, registry
 
-        clone_dirs.remove_stale(cfg.clone_dir, export.export_dir_or_none(cfg))
+        clone_dirs.remove_stale(cfg.clone_dir, export.every_export_dir(cfg))
         if cfg.image:
             registry.check_allowed(cfg.image, cfg.registries)
         if cfg.export_credentials:
@@ -158,8 +158,10 @@ class KeylessPipe(Pipe):
 
         environment = container.run_environment(cfg.env, self.env)
         with ExitStack() as scope:  # every directory made for the container is removed on any exit, signals included
-            # Files an earlier pipe exported into the clone stay out of the container's view.
-            mounts = dict(scope.enter_context(container.hidden(export.export_dir_or_none(cfg), cfg.clone_dir)))
+            # Files an earlier pipe exported into the clone (this one, or another reference of it) stay out of view.
+            mounts = {}
+            for exported in export.every_export_dir(cfg):
+                mounts.update(scope.enter_context(container.hidden(exported, cfg.clone_dir)))
             if cfg.credentials_in_container:
                 user = container.image_user(client, cfg.image)
                 shared, google_env = scope.enter_context(export.container_credentials(cfg, step.value, user))

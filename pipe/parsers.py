@@ -318,14 +318,16 @@ def env_entry(name: str, item: str, environ: dict) -> tuple[str, str]:
             f"{name} has the entry {shown.echo(key)}, but each entry must be NAME=VALUE or NAME "
             "(letters, digits and underscores, not starting with a digit)."
         )
+    name_shown = key if shown.echo(key) == repr(key) else "NAME"  # a valid name, but maybe a pasted secret or 100 KB long
+    step_tokens = [environ[c] for c in bitbucket.CREDENTIALS if len(environ.get(c) or "") >= 32]
+    if key in bitbucket.CREDENTIALS or (sep and any(token in value for token in step_tokens)):
+        raise PipeError(
+            f"{name} hands the image {name_shown if key in bitbucket.CREDENTIALS else 'the step token'}, but the step's token "
+            "is never passed as a variable: remove it, and set GOOGLE_CREDENTIALS_IN_CONTAINER: 'true' if the container "
+            "needs Google credentials (mounted read-only, and removed after the run)."
+        )
     if sep:
         return key, value
-    name_shown = key if shown.echo(key) == repr(key) else "NAME"  # a valid name, but maybe a pasted secret or 100 KB long
-    if key in bitbucket.CREDENTIALS:
-        raise PipeError(
-            f"{name} forwards {key}, but the step's token is never passed as a variable: remove it, and set "
-            "GOOGLE_CREDENTIALS_IN_CONTAINER: 'true' if the container needs Google credentials."
-        )
     if key not in environ:
         raise PipeError(
             f"{name} forwards {shown.echo(key) if name_shown == 'NAME' else key}, but the pipe has no such variable: pass it as "

@@ -46,8 +46,9 @@ def install():
 
 
 @contextmanager
-def cleanup():
-    """Around a removal: a stop signal waits until it is done, then stops the pipe."""
+def uninterrupted():
+    """Around a removal, or a step whose result a removal needs (the id of a container being created): a stop signal
+    waits until it is done, then stops the pipe."""
     _State.cleaning += 1
     try:
         yield

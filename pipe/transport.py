@@ -27,7 +27,7 @@ import urllib3
 from google.auth import exceptions
 from google.auth.transport import requests as google_requests
 
-from pipe import redact, retry, untrusted, urls
+from pipe import answers, redact, retry, untrusted, urls
 from pipe.errors import PipeError
 
 log = logging.getLogger("pipe")
@@ -36,7 +36,7 @@ MAX_BODY = untrusted.MAX_JSON  # bytes of an answer, on the wire and decoded
 MAX_HEADERS = 100  # http.client's own cap, which refuses a 101st header line
 MAX_HEADER_BYTES = 16 * 1024  # CHOSEN: Google's and registries' answers carry about 1 KB of headers
 _TOKEN_FIELDS = ("access_token", "accessToken", "token", "id_token", "idToken", "refresh_token", "subject_token", "actor_token")
-_MIN_TOKEN = 16  # shorter values are not tokens (and an answer must not make ordinary words redacted)
+_MIN_TOKEN = answers.MIN_TOKEN  # shorter values are not tokens (and an answer must not make ordinary words redacted)
 
 
 class Refused(exceptions.TransportError):
@@ -303,7 +303,8 @@ class Transport(google_requests.Request):
                 if deadline.expired:
                     raise TimedOut(f"timed out: no complete answer within {seconds:.3g}s") from None
                 raise Dropped(f"connection failed ({type(error).__name__})") from error
-        register_secrets(answer.data)
+        if 200 <= answer.status < 300:  # a token only comes in a success; an error body's "token" is just text a
+            register_secrets(answer.data)  # server chose, which would otherwise blank it out of every line
         return answer
 
 

@@ -100,6 +100,12 @@ CASES = [
     case("env-forward-unset", {"ENV": "NOT_SET_ANYWHERE"}, "ENV", "NOT_SET_ANYWHERE=VALUE", "NOT_SET_ANYWHERE"),
     case("env-forward-token", {"ENV": "BITBUCKET_STEP_OIDC_TOKEN"}, "ENV", "GOOGLE_CREDENTIALS_IN_CONTAINER",
          "BITBUCKET_STEP_OIDC_TOKEN", never=VALID_TOKEN),
+    # The step token by value, under its own name or any other, the way `ENV: ["X=$BITBUCKET_STEP_OIDC_TOKEN"]` expands.
+    case("env-token-by-value-own-name", {"ENV": f"BITBUCKET_STEP_OIDC_TOKEN={VALID_TOKEN}"}, "ENV",
+         "GOOGLE_CREDENTIALS_IN_CONTAINER", never=VALID_TOKEN),
+    case("env-token-by-value", {"ENV": f"GCP_TOKEN={VALID_TOKEN}"}, "ENV", "hands the image the step token", never=VALID_TOKEN),
+    case("env-token-inside-a-value", {"ENV_COUNT": "1", "ENV_0": f"AUTH=Bearer {VALID_TOKEN} x"}, "ENV",
+         "hands the image the step token", never=VALID_TOKEN),
     # list forms
     case("count-not-a-number", {"ENV_COUNT": "abc"}, "ENV_COUNT", "a whole number", "abc"),
     case("count-yaml-flow", {"COMMAND_COUNT": "[abc"}, "COMMAND_COUNT", "a whole number", "[abc"),

@@ -269,7 +269,7 @@ def test_remove_stale_takes_masks_and_the_run_dir_and_nothing_else(clone, outsid
     stale = [f"{MASK_PREFIX}0123456789abcdef", f"{MASK_PREFIX}fedcba9876543210", f"{MASK_PREFIX}file", f"store/{RUN_DIR}"]
     expected = {k: v for k, v in snapshot(clone).items() if not any(k == s or k.startswith(s + "/") for s in stale)}
     outside_before = snapshot(outside)
-    clone_dirs.remove_stale(clone, export)
+    clone_dirs.remove_stale(clone, [export])
     assert snapshot(clone) == expected
     assert snapshot(outside) == outside_before
 
@@ -277,8 +277,8 @@ def test_remove_stale_takes_masks_and_the_run_dir_and_nothing_else(clone, outsid
 def test_remove_stale_creates_nothing_where_the_storage_path_is_missing(clone):
     (clone / "src.txt").write_text("x")
     before = snapshot(clone)
-    clone_dirs.remove_stale(clone, clone / "not" / "there" / "gcp")
-    clone_dirs.remove_stale(clone, None)
+    clone_dirs.remove_stale(clone, [clone / "not" / "there" / "gcp"])
+    clone_dirs.remove_stale(clone, [])
     assert snapshot(clone) == before
 
 
@@ -287,7 +287,7 @@ def test_remove_stale_never_follows_a_link_on_the_way_to_the_run_dir(clone, outs
     (outside / RUN_DIR / "precious.txt").write_text("not ours")
     os.symlink(outside, clone / "store")
     before = snapshot(outside)
-    clone_dirs.remove_stale(clone, clone / "store" / "gcp")
+    clone_dirs.remove_stale(clone, [clone / "store" / "gcp"])
     assert snapshot(outside) == before
     assert os.path.islink(clone / "store")
 
@@ -295,7 +295,7 @@ def test_remove_stale_never_follows_a_link_on_the_way_to_the_run_dir(clone, outs
 def test_remove_stale_leaves_a_run_dir_below_another_users_directory(clone):
     (clone / "store" / RUN_DIR).mkdir(parents=True)
     os.chown(clone / "store", OTHER_UID, OTHER_UID)
-    clone_dirs.remove_stale(clone, clone / "store" / "gcp")  # refused on the way, quietly: used later, it is explained
+    clone_dirs.remove_stale(clone, [clone / "store" / "gcp"])  # refused on the way, quietly: used later, it is explained
     assert (clone / "store" / RUN_DIR).is_dir()
 
 

@@ -143,13 +143,31 @@ def test_a_universe_set_by_variable_is_the_users_choice():
     ({"service_account_impersonation_url": f"https://iam.evil.example/v1/projects/-/serviceAccounts/{SA}:generateAccessToken"},
      "iam.evil.example", "service_account_impersonation_url"),
 ])
-def test_a_config_file_choosing_a_host_outside_google_is_warned_by_name(changes, host, field_name):
-    """A universe chosen by a committed file is not the user's choice: its hosts are named."""
+def test_a_config_file_cannot_send_tokens_outside_google(changes, host, field_name):
+    """A committed file is not the user's choice (anyone who can push, or an image run earlier in the step, can
+    change it): a host outside googleapis.com that it chooses is refused before any token exists, naming the field."""
     with probe(f"config file sends a token to {host}"):
-        cfg = config.load({"GOOGLE_OIDC_CONFIG_FILE": gcloud_file(**changes)}, Path("/build"))
-        lines = [line for line in config.token_destination_warnings(cfg) if host in line]
-        assert len(lines) == 1, config.token_destination_warnings(cfg)
-        assert f"because GOOGLE_OIDC_CONFIG_FILE's {field_name} says so" in lines[0] and "anyone who can push" in lines[0]
+        with pytest.raises(PipeError) as refused:
+            config.load({"GOOGLE_OIDC_CONFIG_FILE": gcloud_file(**changes)}, Path("/build"))
+        message = refused.value.message
+        assert message.startswith(f"GOOGLE_OIDC_CONFIG_FILE's {field_name} would send") and host in message, message
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:8765", "localhost:8765"])
+def test_a_config_file_cannot_send_tokens_to_loopback_either(host):
+    """Loopback is where an emulator listens locally, and where a step's service container listens on Bitbucket."""
+    with pytest.raises(PipeError, match="cannot choose where tokens go"):
+        config.load({"GOOGLE_OIDC_CONFIG_FILE": gcloud_file(token_url=f"http://{host}/v1/token")}, Path("/build"))
+
+
+def test_the_pipes_variables_take_another_universe_or_host_over_the_file():
+    universe = config.load({"GOOGLE_OIDC_CONFIG_FILE": gcloud_file(universe_domain="example-universe.goog", token_url=None,
+                                                                   service_account_impersonation_url=None),
+                            "UNIVERSE_DOMAIN": "example-universe.goog"}, Path("/build"))
+    assert universe.sts_endpoint == "https://sts.example-universe.goog"
+    emulator = config.load({"GOOGLE_OIDC_CONFIG_FILE": gcloud_file(token_url="http://127.0.0.1:8765/v1/token"),
+                            "STS_ENDPOINT": "http://127.0.0.1:8765", "IAM_CREDENTIALS_ENDPOINT": "http://127.0.0.1:8765"}, Path("/build"))
+    assert emulator.sts_endpoint == "http://127.0.0.1:8765"
 
 
 def test_registries_outside_google_are_warned():
@@ -163,14 +181,13 @@ def test_setup_sends_nothing_so_warns_nothing():
 
 
 def test_sources_say_who_chose_each_setting():
-    cfg = config.load({"GOOGLE_OIDC_CONFIG_FILE": gcloud_file(universe_domain="example-universe.goog", token_url=None,
-                                                              service_account_impersonation_url=None),
-                       "SERVICE_ACCOUNT": SA}, Path("/build"))
+    cfg = config.load({"GOOGLE_OIDC_CONFIG_FILE": gcloud_file(service_account_impersonation_url=None), "SERVICE_ACCOUNT": SA},
+                      Path("/build"))
     assert cfg.sources == {
         "WORKLOAD_IDENTITY_PROVIDER": "GOOGLE_OIDC_CONFIG_FILE's audience",
         "SERVICE_ACCOUNT": "SERVICE_ACCOUNT",
         "UNIVERSE_DOMAIN": "GOOGLE_OIDC_CONFIG_FILE's universe_domain",
-        "STS_ENDPOINT": "GOOGLE_OIDC_CONFIG_FILE's universe_domain",
+        "STS_ENDPOINT": "GOOGLE_OIDC_CONFIG_FILE's token_url",
         "IAM_CREDENTIALS_ENDPOINT": "GOOGLE_OIDC_CONFIG_FILE's universe_domain",
     }
     assert load().sources == {"WORKLOAD_IDENTITY_PROVIDER": "WORKLOAD_IDENTITY_PROVIDER"}

@@ -5,12 +5,13 @@ stream (transient failures retried within the policy, permanent ones explained a
 import io
 import logging
 import secrets
+import signal
 import sys
 
 import pytest
 from docker import errors as docker_errors
 
-from pipe import bitbucket, container, redact, registry, retry
+from pipe import bitbucket, container, parsers, redact, registry, retry, stopping
 from pipe.container import TERMINAL_RESET
 from pipe.errors import PipeError
 from pipe.parsers import image as parse_image
@@ -362,3 +363,113 @@ def test_progress_is_logged_once_per_layer_state(fake, caplog):
     assert lines.count("  a1b2c3: Downloading") == 2  # before and after "Pull complete", never per progress event
     assert lines[0] == f"Pulling {IMAGE.reference}"
     assert f"  Status: Downloaded newer image for {IMAGE.reference}" in lines
+
+
+# --- the run container is removed however its creation ends ---------------------------------------------------------
+
+class _Daemon:
+    """The Docker SDK's client as container.run uses it, recording what it made and what it removed."""
+
+    def __init__(self, on_create):
+        self.on_create, self.made, self.removed = on_create, [], []
+        self.containers, self.api = self, self
+
+    def create(self, reference, **options):
+        made = _Made(self, options["labels"])
+        self.made.append(made)
+        return self.on_create(made)
+
+    def list(self, all, filters):  # noqa: A002 (the SDK's name)
+        name, _, value = filters["label"].partition("=")
+        return [c for c in self.made if c.labels.get(name) == value and c not in self.removed]
+
+    def attach(self, *args, **kwargs):
+        return iter([])
+
+
+class _Made:
+    def __init__(self, daemon, labels):
+        self.daemon, self.labels, self.id, self.short_id = daemon, labels, "c0ffee", "c0ffee"
+
+    def remove(self, force, v):
+        assert force and v  # and its anonymous volumes
+        self.daemon.removed.append(self)
+
+    def start(self):
+        raise AssertionError("not reached")
+
+
+def _run(daemon, tmp_path):
+    return container.run(daemon, parsers.image("IMAGE", "us-docker.pkg.dev/p/r/i:1"), script="true", command=[],
+                         environment={}, workdir=tmp_path, clone_dir=tmp_path)
+
+
+def test_a_stop_signal_while_the_container_is_created_still_removes_it(tmp_path):
+    """SIGTERM arrives while the daemon makes the container: it waits for the container's id, then the run stops and
+    the container is removed."""
+    def signalled(made):
+        signal.raise_signal(signal.SIGTERM)
+        return made
+
+    daemon = _Daemon(signalled)
+    restore = stopping.install()
+    try:
+        with pytest.raises(stopping.Stopped):
+            _run(daemon, tmp_path)
+    finally:
+        restore()
+    assert daemon.removed == daemon.made and len(daemon.made) == 1
+
+
+def test_a_create_that_fails_after_the_daemon_made_the_container_still_removes_it(tmp_path):
+    """docker-py's create is a POST, then a GET of what it made: the second can fail with the container made."""
+    def made_then_failed(made):
+        raise docker_errors.APIError("inspect failed")
+
+    daemon = _Daemon(made_then_failed)
+    with pytest.raises(PipeError):
+        _run(daemon, tmp_path)
+    assert daemon.removed == daemon.made and len(daemon.made) == 1
+
+
+def test_the_engine_api_never_goes_through_a_proxy(monkeypatch):
+    """Bitbucket's docker service is plain http (tcp://…:2375): a proxy variable set for the step's own traffic must
+    never see the Engine API, which carries registry tokens and ENV's values."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    def recorder(answer: bytes):
+        seen = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (http.server's naming)
+                seen.append(self.path)
+                body = b'{"ApiVersion": "1.41"}' if self.path.endswith("/version") else answer
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Api-Version", "1.41")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, seen
+
+    engine, engine_saw = recorder(b"OK")
+    proxy, proxy_saw = recorder(b"proxied")
+    try:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, f"http://127.0.0.1:{proxy.server_address[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        monkeypatch.setenv("DOCKER_HOST", f"tcp://127.0.0.1:{engine.server_address[1]}")
+        client = container.connect(timeout=5)
+        assert client.api.trust_env is False and client.api.api_version == "1.41"  # asked, as "auto" would
+        assert engine_saw == ["/version", "/v1.41/_ping"] and proxy_saw == []
+    finally:
+        engine.shutdown()
+        proxy.shutdown()

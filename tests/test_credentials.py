@@ -272,7 +272,8 @@ def test_without_a_request_reason_no_call_carries_one(google):
 
 
 def test_a_config_files_token_type_and_lifetime_reach_the_wire(google):
-    """GOOGLE_OIDC_CONFIG_FILE chooses the token type, endpoints and lifetime; the step token replaces its source."""
+    """GOOGLE_OIDC_CONFIG_FILE chooses the token type and lifetime; the step token replaces its source. (Endpoints outside
+    googleapis.com take the pipe's variables, which override the file's.)"""
     file = {
         "universe_domain": "googleapis.com", "type": "external_account", "audience": "//iam.googleapis.com/" + PROVIDER,
         "subject_token_type": ID_TOKEN_TYPE, "token_url": f"{google.url}/v1/token",
@@ -280,7 +281,8 @@ def test_a_config_files_token_type_and_lifetime_reach_the_wire(google):
         "service_account_impersonation_url": f"{google.url}/v1/projects/-/serviceAccounts/{SA}:generateAccessToken",
         "service_account_impersonation": {"token_lifetime_seconds": 900},
     }
-    cfg = config.load({"GOOGLE_OIDC_CONFIG_FILE": json.dumps(file)}, Path("/b"))
+    cfg = config.load({"GOOGLE_OIDC_CONFIG_FILE": json.dumps(file), "STS_ENDPOINT": google.url,
+                       "IAM_CREDENTIALS_ENDPOINT": google.url}, Path("/b"))
     step = step_token()
     minted = credentials.mint(cfg, step, transport(cfg))
     sts, iam = google.requests

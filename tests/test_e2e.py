@@ -243,3 +243,18 @@ def test_setup_prints_gcloud_and_terraform_from_the_token(live_stack, world, clo
     assert 'resource "google_iam_workload_identity_pool_provider"' in run.stdout
     assert world.labels["repository_uuid"] in run.stdout and world.issuer().iss in run.stdout
     assert live_stack.emulator.requests == [], "setup is offline"
+
+
+@pytest.mark.parametrize("change, says", [
+    ({"COMMAND": ["/nonexistent-binary"]}, "COMMAND's program"),
+    ({"NETWORK": "no-such-network", "SCRIPT": "true"}, "no such network"),
+], ids=["missing program", "missing network"])
+def test_what_the_daemon_refuses_when_starting_the_container_is_one_line(live_stack, world, clone, change, says):
+    """The daemon checks the command, the user and the network when it starts the container (not when it creates
+    it): its refusal is one bounded line saying what to change, never an unexpected error, and no container is left."""
+    run = live_stack.run_pipe(clone, variables(world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, **change),
+                              step_token(world))
+    assert run.exit_code == 1, run.output
+    [line] = [line for line in run.stdout.splitlines() if "✖" in line]
+    assert says in line and "Unexpected error" not in line and len(line) < 800, line
+    assert live_stack.run_containers(clone) == []

@@ -56,6 +56,23 @@ def test_the_run_container_never_sees_an_earlier_export(live_stack, world, clone
         assert not list(clone.glob(".keyless-empty-*")), "the empty directory used as a mask is removed"
 
 
+def test_the_run_container_never_sees_another_pipe_references_export(live_stack, world, clone):
+    """A fork or another version of the pipe in the same step has its own BITBUCKET_PIPE_STORAGE_DIR beside this one:
+    its export is hidden from this run's container too."""
+    other = clone / ".bitbucket/pipelines/generated/pipeline/pipes/myorg/keyless-fork"
+    with probe("run container reads another pipe reference's export"):
+        first = live_stack.run_pipe(clone, variables(
+            world, SERVICE_ACCOUNT=world.labels["service_account"], EXPORT_CREDENTIALS="true", BITBUCKET_PIPE_STORAGE_DIR=str(other),
+        ), step_token(world))
+        assert first.exit_code == 0, first.output
+        second = live_stack.run_pipe(clone, variables(
+            world, SERVICE_ACCOUNT=world.labels["service_account"], IMAGE=APP_IMAGE, BITBUCKET_PIPE_STORAGE_DIR=str(clone / STORAGE),
+            SCRIPT=f'{SNOOP}ls -A "{other / "gcp"}" | wc -l | sed "s/^/ENTRIES[/;s/$/]/"',
+        ), step_token(world))
+        assert second.exit_code == 0, second.output
+        assert "FOUND[]" in second.stdout and "ENTRIES[0]" in second.stdout, second.stdout
+
+
 def test_tokens_printed_by_the_script_are_redacted(live_stack, world, clone):
     with probe("script prints the mounted step token, raw, split and base64"):
         script = (

@@ -8,6 +8,7 @@ is loaded by google-auth and by gcloud, which refresh through a loopback fake of
 import base64
 import hashlib
 import json
+import logging
 import os
 import shutil
 import socketserver
@@ -495,3 +496,34 @@ def test_the_run_container_gets_the_exports_configuration_at_its_own_paths(clone
         assert environment["GOOGLE_CLOUD_PROJECT"] == "my-proj"
         assert not any(ACCESS_TOKEN in path.read_text() for path in inside.values())  # only what refreshes, no access token
     assert not export.run_dir(cfg).exists() and (directory / "env").exists()  # the export is left as it was
+
+
+@pytest.mark.parametrize("user", ["9" * 5000, "1000:" + "9" * 4400, "12345678901"])
+def test_an_absurd_numeric_user_from_the_image_is_one_short_line(user):
+    """The image chooses USER: its digits are bounded before any conversion (Python refuses to read over 4300) and
+    shown cut to a bound."""
+    with pytest.raises(PipeError) as refused:
+        export.numeric_owner(user)
+    assert "no user a container can run as" in refused.value.message and len(refused.value.message) < 300
+
+
+def test_a_long_user_name_from_the_image_is_shown_bounded(clone, caplog):
+    with caplog.at_level(logging.WARNING, logger="pipe"), export.container_credentials(settings(clone), "step.jwt.value", "a" * 3000):
+        pass
+    [warning] = [r.getMessage() for r in caplog.records if "runs as user" in r.getMessage()]
+    assert len(warning) < 400 and "a" * 81 not in warning
+
+
+def test_every_pipes_export_directory_in_the_clone_is_found_and_nothing_behind_a_link(clone, tmp_path):
+    """Another reference of the pipe (a fork, a pinned older version) exports into its own storage directory beside
+    this one: the run container must see none of them, and a killed run's leftovers beside any are removed."""
+    pipes = clone / ".bitbucket/pipelines/generated/pipeline/pipes"
+    (pipes / "myorg" / "keyless-fork" / "gcp").mkdir(parents=True)
+    (pipes / "keyless-gcp" / "google-cloud-keyless").mkdir(parents=True)
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "pipe" / "gcp").mkdir(parents=True)
+    (pipes / "linked").symlink_to(elsewhere)  # a link planted in the clone: never followed
+    found = export.every_export_dir(settings(clone))
+    assert found[0] == export.export_dir(settings(clone))  # this run's own first
+    assert pipes / "myorg" / "keyless-fork" / "gcp" in found
+    assert not [path for path in found if "linked" in str(path)]

@@ -26,7 +26,7 @@ def test_each_stop_signal_raises_stopped_with_its_number(installed, signum):
 def test_a_signal_during_a_removal_waits_until_the_removal_is_done(installed):
     done = []
     with pytest.raises(stopping.Stopped) as stopped:
-        with stopping.cleanup():
+        with stopping.uninterrupted():
             signal.raise_signal(signal.SIGTERM)
             done.append("removed")  # still runs: the signal waits
     assert done == ["removed"] and stopped.value.signum == signal.SIGTERM
@@ -35,8 +35,8 @@ def test_a_signal_during_a_removal_waits_until_the_removal_is_done(installed):
 def test_nested_removals_all_finish_before_the_stop(installed):
     done = []
     with pytest.raises(stopping.Stopped):
-        with stopping.cleanup():
-            with stopping.cleanup():
+        with stopping.uninterrupted():
+            with stopping.uninterrupted():
                 signal.raise_signal(signal.SIGINT)
                 done.append("inner")
             done.append("outer")  # the inner removal's end must not raise yet
@@ -56,7 +56,7 @@ def test_signals_after_the_first_do_not_interrupt_its_cleanup(installed):
 
 
 def test_a_removal_without_a_signal_raises_nothing(installed):
-    with stopping.cleanup():
+    with stopping.uninterrupted():
         pass
 
 
