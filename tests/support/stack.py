@@ -64,12 +64,18 @@ def _wait_until(check, what: str, timeout: float = 60.0):
         time.sleep(0.2)
 
 
-def _start(command: list[str], log: Path, check, what: str) -> None:
+# A dockerd killed without shutting down (a machine restart, a CI job's end) leaves one network sandbox
+# per container it ever ran; the next start removes them one by one (~0.15 s each), so after a full
+# suite it can take minutes before it answers. It is waited for as long as it is alive, within this bound.
+DOCKERD_START_TIMEOUT = 900.0
+
+
+def _start(command: list[str], log: Path, check, what: str, timeout: float = 60.0) -> None:
     """Start a background service and wait for it; if it exits first, say why from its log."""
     with open(log, "ab") as handle:
         process = subprocess.Popen(command, stdout=handle, stderr=handle, stdin=subprocess.DEVNULL, start_new_session=True)
     _say(f"starting {what}")
-    _wait_until(lambda: check() or process.poll() is not None, what)
+    _wait_until(lambda: check() or process.poll() is not None, what, timeout)
     if not check():
         tail = log.read_text(errors="replace").strip().splitlines()[-3:]
         raise RuntimeError(f"{what} exited with code {process.returncode}: {' / '.join(tail)}")
@@ -106,15 +112,10 @@ def docker_host() -> str:
         raise RuntimeError("dockerd is not installed: run `make deps` (it installs Debian's docker.io)")
     root = DOCKER_SOCKET.parent
     root.mkdir(parents=True, exist_ok=True)
-    _say("starting dockerd")
-    log = open(root / "dockerd.log", "ab")
-    subprocess.Popen(
-        ["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
-         "--pidfile", str(root / "docker.pid"), "-H", ours, "-H", DOCKER_TCP,
-         "--bridge=none", "--iptables=false", "--ip6tables=false"],
-        stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-    )
-    _wait_until(lambda: _answers(ours), "dockerd")
+    _start(["dockerd", "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
+            "--pidfile", str(root / "docker.pid"), "-H", ours, "-H", DOCKER_TCP,
+            "--bridge=none", "--iptables=false", "--ip6tables=false"],
+           root / "dockerd.log", lambda: _answers(ours), "dockerd", DOCKERD_START_TIMEOUT)
     return ours
 
 
@@ -429,7 +430,7 @@ def _bitbucket_dockerd() -> str:
                 "-H", ours, "-H", f"tcp://{BB_ADDRESS}:{BB_DOCKER_PORT}", "--tls=false",
                 f"--bridge={BB_BRIDGE}", "--iptables=false", "--ip6tables=false",
                 "--userns-remap=default", f"--authorization-plugin={AUTHZ_PLUGIN}"],
-               root / "dockerd.log", lambda: _answers(ours), "the Bitbucket-like dockerd")
+               root / "dockerd.log", lambda: _answers(ours), "the Bitbucket-like dockerd", DOCKERD_START_TIMEOUT)
     info = docker.DockerClient(base_url=ours, timeout=30).info()
     if "name=userns" not in info["SecurityOptions"] or AUTHZ_PLUGIN not in (info["Plugins"].get("Authorization") or []):
         raise RuntimeError(f"the daemon on {ours} runs without user namespaces or the {AUTHZ_PLUGIN} plugin: stop it "
