@@ -1,5 +1,6 @@
 """ARCHITECTURE.md stays true: every module of pipe/ is described there, imports only what its paragraph allows,
-imports run one way (no cycle), and each module with logic has its own tests/test_<module>.py."""
+imports run one way (no cycle), each module with logic has its own tests/test_<module>.py, and no function
+runs past a screen."""
 
 import ast
 import re
@@ -76,3 +77,13 @@ def test_each_module_with_logic_has_its_own_tests():
     untested = sorted(name for name in MODULES if name not in ("errors", "__main__")
                       and not (ROOT / "tests" / f"test_{name}.py").exists())
     assert not untested, f"modules without tests/test_<module>.py: {untested}"
+
+
+MAX_FUNCTION_LINES = 60  # a function longer than a screen is doing more than one thing
+
+
+def test_no_function_is_longer_than_a_screen():
+    long = [f"{name}.{node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for name, path in sorted(MODULES.items()) for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"split these: {long}"
