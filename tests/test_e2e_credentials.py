@@ -118,13 +118,17 @@ def test_google_oidc_config_file_in_gcloud_format(live_stack, world, clone):
         "type": "external_account",
         "audience": world.labels["audience"],
         "subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
-        "token_url": "http://127.0.0.1:8765/v1/token",
+        "token_url": "https://sts.googleapis.com/v1/token",
         "credential_source": {"file": "/path/to/oidc.jwt"},
-        "service_account_impersonation_url": f"http://127.0.0.1:8765/v1/projects/-/serviceAccounts/{sa}:generateAccessToken",
+        "service_account_impersonation_url":
+            f"https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{sa}:generateAccessToken",
     }
     (clone / "gcp-cred.json").write_text(json.dumps(config, indent=2))
+    # Only the endpoints come from the variables (the emulator stands in for Google's hosts; a file in the repository
+    # cannot choose another host): the provider and the service account come from the file.
+    endpoints = {name: variables(world)[name] for name in ("STS_ENDPOINT", "IAM_CREDENTIALS_ENDPOINT", "REGISTRIES")}
     run = live_stack.run_pipe(clone, {"GOOGLE_OIDC_CONFIG_FILE": "gcp-cred.json", "IMAGE": APP_IMAGE,
-                                      "REGISTRIES": variables(world)["REGISTRIES"], "SCRIPT": "echo configured"}, step_token(world))
+                                      "SCRIPT": "echo configured", **endpoints}, step_token(world))
     assert run.exit_code == 0, run.output
     assert f"as {sa}" in run.stdout and "configured" in run.stdout
 
