@@ -501,7 +501,12 @@ _PERMISSION = re.compile(r'Permission ["\'](?P<perm>[\w.]{1,100})["\'] denied on
 _ANONYMOUS = re.compile(r'Unauthenticated requests do not have permission ["\'](?P<perm>[\w.]{1,100})["\'] on resource '
                         r'["\'](?P<res>projects/[^"\']{1,300})["\']')
 _NO_REPOSITORY = re.compile(r'Repository "(?P<repo>[^"]{1,200})" not found')
-_MANIFEST_NOT_FOUND = re.compile(r"\bmanifest for \S{1,600} not found|\bmanifest unknown")
+# The daemon's words for a missing tag or digest: Docker's own, and containerd's resolver (the reference repeated
+# before "not found"). The retired v1 protocol's words say the same, but v1 registries said them to callers who could
+# not read the image too.
+_MANIFEST_NOT_FOUND = re.compile(r"\bmanifest for \S{1,600} not found|\bmanifest unknown"
+                                 r"|failed to resolve reference \"(?P<ref>[^\"]{1,600})\": (?P=ref): not found")
+_V1_NOT_FOUND = re.compile(r"\bTag \S{1,200} not found in repository \S|\bError: image \S{1,600} not found")
 
 
 def _repository_denied(failure: Failure, context: Context) -> str | None:
@@ -604,9 +609,12 @@ def _missing(failure: Failure, context: Context) -> str | None:
             f"repository that does not exist there; fix the repository in IMAGE or create the repository{check}.")
     # The registry's codes, or the daemon's "manifest for … not found": "not found" alone may be anything (a project,
     # a credential helper, a host), which the tag does not fix.
-    if failure.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN") or _MANIFEST_NOT_FOUND.search(failure.message):
+    v1 = _V1_NOT_FOUND.search(failure.message)
+    if failure.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN") or _MANIFEST_NOT_FOUND.search(failure.message) or v1:
         listing = f": `{found}` lists what exists" if (found := gcloud.images_list(image.host, image.path)) else ""
-        return f"Image {image.display} was not found: check the tag or digest in IMAGE{listing} (Google: {said(failure)})."
+        hidden = (f"; if it exists, the v1 protocol said the same to a caller who may not read it: {context.identity} needs "
+                  f"roles/artifactregistry.reader, and ACCESS_TOKEN_SCOPES must keep {CLOUD_PLATFORM}" if v1 else "")
+        return f"Image {image.display} was not found: check the tag or digest in IMAGE{listing}{hidden} (Google: {said(failure)})."
     if failure.code == "BLOB_UNKNOWN":
         return (f"The registry lists {image.display} but lacks one of its layers (Google: {said(failure)}): the image was "
                 "deleted in part or pushed incompletely; push it again, or point IMAGE at another tag or digest.")
@@ -637,14 +645,35 @@ def _storage(failure: Failure, context: Context) -> str | None:
         return (f"Cloud Storage has no longer one of {image}'s layers ({code}; Google: {said(failure)}): the image was deleted "
                 "in part or its bucket removed; push the image again, or point IMAGE at another tag or digest.")
     if code in ("AccessDenied", "Forbidden", "InsufficientPermissions") or "nonymous" in failure.message:
-        repo = _image_repository(failure, context)
         how = "without credentials" if "nonymous" in failure.message else f"as {context.identity}"
-        return (
-            f"Cloud Storage refused one of {image}'s layers, asked {how} (Google: {said(failure)}): the layers sit in "
-            f"Container Registry's bucket of {_in(repo.project if repo else None)}; grant {context.identity} roles/storage.objectViewer on that "
-            "bucket (or roles/artifactregistry.reader once the project uses Artifact Registry), and check IMAGE's host is "
-            "the repository's own.")
+        return _layers_refused(f"Cloud Storage refused one of {image}'s layers, asked {how}", failure, context, in_bucket=True)
     return None
+
+
+def _layer_denied(failure: Failure, context: Context) -> str | None:
+    """The manifest was read, then a layer was refused: the storage behind the registry, not IMAGE's name. Google's
+    front end refusing the client itself (its HTML page) is no IAM answer, and no role fixes it."""
+    if failure.get("fetching") != "layer" or not (failure.status == 403 or failure.code == "DENIED"):
+        return None
+    if "does not have permission to get URL" in failure.message:
+        return None
+    in_bucket = google_registries.is_container_registry(context.image.host)  # Container Registry's layers: Cloud Storage
+    return _layers_refused(f"The registry served {context.image.display}'s manifest but refused one of its layers",
+                           failure, context, in_bucket)
+
+
+def _layers_refused(what: str, failure: Failure, context: Context, in_bucket: bool) -> str:
+    """Layers in a Cloud Storage bucket (Container Registry's) need the bucket's reader role; Artifact Registry's, the repository's."""
+    repo = _image_repository(failure, context)
+    if not in_bucket:
+        grant = f"`{_grant(repo, 'roles/artifactregistry.reader', context)}`" if repo else "grant it roles/artifactregistry.reader"
+        return (f"{what} (Google: {said(failure)}): {context.identity} needs to read the whole repository: {grant} "
+                f"({PROPAGATION}); and check IMAGE's host is the repository's own.")
+    return (
+        f"{what} (Google: {said(failure)}): the layers sit in Container Registry's Cloud Storage bucket of "
+        f"{_in(repo.project if repo else None)} (artifacts.PROJECT.appspot.com, or LOCATION.artifacts.PROJECT.appspot.com); "
+        f"grant {context.identity} roles/storage.objectViewer on that bucket (or roles/artifactregistry.reader once the "
+        "project uses Artifact Registry), and check IMAGE's host is the repository's own.")
 
 
 def _storage_permission(failure: Failure, context: Context) -> str | None:
@@ -748,5 +777,5 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
     return None
 
 
-_REGISTRY_RULES = (_storage, _storage_permission, _repository_denied, _legacy_v1, _token_fetch, _token_mismatch, _platform,
+_REGISTRY_RULES = (_storage, _storage_permission, _repository_denied, _layer_denied, _legacy_v1, _token_fetch, _token_mismatch, _platform,
                    _missing, _legacy_denied, _unauthorized, _unresolved, _connection_setup)

@@ -57,6 +57,7 @@ _FORMS = {  # what each value a Failure names may look like (Google's own names;
     "path": re.compile(r"[a-z0-9._/-]{1,255}"),
     "title": re.compile(r"[A-Za-z][\w ]{2,80} API"),
     "storage_code": re.compile(r"\w{1,60}"),
+    "fetching": re.compile(r"layer"),
 }
 
 
@@ -205,6 +206,8 @@ def from_registry(text: str, status: int | None, service: str) -> Failure:
             failure.message = " ".join(part for part in (xml["message"], xml["details"]) if part) or failure.message
         _read_templates(failure, text)
         _read_reference(failure, text)
+        if _LAYER.search(text):
+            failure.metadata["fetching"] = "layer"
         if failure.status == 412 and google_registries.is_container_registry(failure.get("host")):
             failure.reason = failure.reason or "GCR_SHUTDOWN"  # Container Registry refuses every call once shut down
         kind = retry.of_status(status) if status else retry.of_daemon(text)
@@ -215,6 +218,10 @@ def from_registry(text: str, status: int | None, service: str) -> Failure:
         failure.transient = _transient(failure, kind)
     _read_reference(failure, text)
     return failure
+
+
+# The daemon's words for a failed download of a layer or of the image's config blob (Docker's, and the v1 era's).
+_LAYER = re.compile(r"image layer|image configuration|/blobs/sha256:|\bfetching layer", re.I)
 
 
 def _read_reference(failure: Failure, text: str) -> None:

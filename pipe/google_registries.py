@@ -10,7 +10,8 @@ MULTI_REGION_HOSTS = ("us-docker.pkg.dev", "europe-docker.pkg.dev", "asia-docker
 GCR_LOCATIONS = {"gcr.io": "us", "us.gcr.io": "us", "eu.gcr.io": "europe", "asia.gcr.io": "asia"}
 DEFAULT_DOCKER_HOSTS = (*MULTI_REGION_HOSTS, *GCR_LOCATIONS)  # what an exported docker config covers besides IMAGE's host
 _SUFFIXES = (".pkg.dev", ".gcr.io")  # *-docker.pkg.dev, *.pkg.dev, us.gcr.io, marketplace.gcr.io, …
-_ARTIFACT_REGISTRY_HOST = re.compile(r"(?P<location>[a-z][a-z0-9-]{0,40}[a-z0-9])-docker\.pkg\.dev")
+_LOCATED = r"(?P<location>[a-z][a-z0-9-]{0,40}[a-z0-9])"
+_ARTIFACT_REGISTRY_HOST = re.compile(_LOCATED + r"-docker\.pkg\.dev")
 # What gcloud takes as a project (an ID, a domain-scoped ID or a number) and as a repository: text that names an
 # image may hold placeholders (`<PROJECT_ID>`, `{PROJECT}`), which are no repository at all.
 _PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20}")
@@ -34,6 +35,26 @@ def is_google(host: str) -> bool:
     """A Google registry host. A port means it is not Google's public endpoint, which is :443 only."""
     name = host.lower()
     return ":" not in name and (name == "gcr.io" or name.endswith(_SUFFIXES))
+
+
+_DOTTED_DOCKER_HOST = re.compile(_LOCATED + r"\.docker\.pkg\.dev")
+_OTHER_FORMAT_HOST = re.compile(_LOCATED + r"-(?P<format>[a-z0-9]+)\.pkg\.dev")
+
+
+def docker_host_problem(host: str) -> str | None:
+    """Why a host in Artifact Registry's domain can serve no Docker image, or None. Its Docker repositories are at
+    LOCATION-docker.pkg.dev only; the other LOCATION-FORMAT.pkg.dev hosts serve npm, Python, Maven, … packages, and
+    anything else under pkg.dev (docker.pkg.dev itself) is no registry: a pull would only time out or fail to resolve."""
+    name = host.lower()
+    if ":" in name or not (name == "pkg.dev" or name.endswith(".pkg.dev")) or _ARTIFACT_REGISTRY_HOST.fullmatch(name):
+        return None
+    if dotted := _DOTTED_DOCKER_HOST.fullmatch(name):
+        return f"{name} is no registry host; Artifact Registry's is {dotted['location']}-docker.pkg.dev (a dash, not a dot)"
+    if other := _OTHER_FORMAT_HOST.fullmatch(name):
+        return (f"{name} serves Artifact Registry's {other['format']} repositories, not Docker images; Docker repositories "
+                f"are at {other['location']}-docker.pkg.dev")
+    return (f"{name} is no registry host; Artifact Registry's Docker hosts name a location: LOCATION-docker.pkg.dev, such as "
+            "us-docker.pkg.dev or europe-west1-docker.pkg.dev")
 
 
 def is_container_registry(host: str) -> bool:

@@ -178,6 +178,8 @@ def image(name: str, value: str) -> Image:
     if digest and (_DIGEST_LENGTHS.get(match["algorithm"]) != len(hexdigits) or hexdigits != hexdigits.lower()):
         raise bad(name, value, IMAGE_FORM, why="a digest is sha256: and exactly 64 lowercase hex digits")
     host, path = google_registries.split_name(match["name"])
+    if why := google_registries.docker_host_problem(host):
+        raise bad(name, value, IMAGE_FORM, why=why)
     return Image(host=host.lower(), repository=match["name"], path=path, tag=match["tag"], digest=digest)
 
 
@@ -207,6 +209,8 @@ def registry_host(name: str, value: str) -> str:
     text = text.removesuffix("/")
     url = urls.parse(f"https://{text}")
     if url is not None and url.netloc == text:
+        if why := google_registries.docker_host_problem(text):
+            raise bad(name, value, REGISTRY_FORM, why=why)
         return text
     raise bad(name, value, REGISTRY_FORM, why=_url_hint(f"https://{text}"))
 

@@ -94,6 +94,13 @@ CASES = [
     case("image-too-long", {"IMAGE": "us-docker.pkg.dev/p/" + "a" * 250}, "IMAGE", "Docker allows 255", "us-docker.pkg.dev/p/" + "a" * 250),
     case("image-url", {"IMAGE": "https://" + IMAGE}, "IMAGE", "host/path:tag", "https://" + IMAGE),
     case("image-empty-component", {"IMAGE": "us-docker.pkg.dev//tools/builder"}, "IMAGE", IMAGE_FORM, "us-docker.pkg.dev//tools/builder"),
+    case("image-host-without-location", {"IMAGE": "docker.pkg.dev/my-project/tools/builder:1"}, "IMAGE",
+         "LOCATION-docker.pkg.dev", "docker.pkg.dev/my-project/tools/builder:1"),
+    case("image-host-dotted-location", {"IMAGE": "us-east1.docker.pkg.dev/my-project/tools/builder:1"}, "IMAGE",
+         "us-east1-docker.pkg.dev (a dash, not a dot)", "us-east1.docker.pkg.dev/my-project/tools/builder:1"),
+    case("image-host-of-another-format", {"IMAGE": "us-east1-python.pkg.dev/my-project/tools/builder:1"}, "IMAGE",
+         "not Docker images", "us-east1-python.pkg.dev/my-project/tools/builder:1"),
+    case("registries-host-without-location", {"REGISTRIES": "docker.pkg.dev"}, "REGISTRIES", "LOCATION-docker.pkg.dev", "docker.pkg.dev"),
     # ENV entries (only the name is shown: the value may be a secret)
     case("env-digit-name", {"ENV": "1TARGET=release"}, "ENV", "NAME=VALUE or NAME", "1TARGET"),
     case("env-dash-name", {"ENV": "MY-PASSWORD=hunter2-secret"}, "ENV", "NAME=VALUE or NAME", "MY-PASSWORD", never="hunter2-secret"),

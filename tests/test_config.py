@@ -68,7 +68,8 @@ def test_clone_dir_comes_from_bitbucket():
     assert load().clone_dir == Path("/build")
 
 
-@pytest.mark.parametrize("ref", [IMAGE, "europe-west2-docker.pkg.dev/p/r/i", "gcr.io/p/i", "eu.gcr.io/p/i", "us-python.pkg.dev/p/r/i"])
+@pytest.mark.parametrize("ref", [IMAGE, "europe-west2-docker.pkg.dev/p/r/i", "asia-northeast1-docker.pkg.dev/p/r/i", "gcr.io/p/i",
+                                 "eu.gcr.io/p/i", "marketplace.gcr.io/p/i"])
 def test_google_registries_are_allowed_by_default(ref):
     registry.check_allowed(image("IMAGE", ref), ())
 

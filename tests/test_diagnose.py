@@ -326,6 +326,9 @@ MISSING = {
     "oci MANIFEST_UNKNOWN": lambda: token_service(404, json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "gone"}]})),
     "oci NAME_UNKNOWN": lambda: token_service(404, json.dumps({"errors": [{"code": "NAME_UNKNOWN", "message": "no such name"}]})),
     "doctor's 404": lambda: seen(diagnose.manifest_error(404, IMAGE, PRINCIPAL)),
+    "containerd's resolver": lambda: pull(f'failed to resolve reference "{IMAGE.reference}": {IMAGE.reference}: not found'),
+    "v1 tag not found": lambda: pull(f"Tag 1.4 not found in repository {IMAGE.repository}"),
+    "v1 image not found": lambda: pull(f"Error: image {IMAGE.repository}:1.4 not found"),
 }
 
 
@@ -348,6 +351,33 @@ def test_a_missing_image_is_said_on_the_registrys_codes_and_the_daemons_wording(
 def test_not_found_alone_is_no_missing_image(text):
     line = pull(text)
     assert "was not found: check the tag" not in line and "images list" not in line, line
+
+
+GCR_IMAGE = parsers.image("IMAGE", "eu.gcr.io/img-proj/builder:1.4")
+LAYER_REFUSED = {  # the manifest was read, then a layer or the image's config blob was refused
+    "config blob": "error pulling image configuration: download failed after attempts=6: denied: access denied",
+    "blob url": 'failed to copy: httpReadSeeker: failed open: unexpected status code https://{host}/v2/{path}/blobs/sha256:'
+                + "a" * 64 + ": 403 Forbidden",
+    "v1 layer": "Error pulling image (1.4) from {host}/{path}, Server error: Status 403 while fetching image layer (0123abcd)",
+}
+
+
+@pytest.mark.parametrize("text", LAYER_REFUSED.values(), ids=LAYER_REFUSED.keys())
+@pytest.mark.parametrize("image, fix", [(IMAGE, "--role=roles/artifactregistry.reader"), (GCR_IMAGE, "roles/storage.objectViewer")],
+                         ids=["artifact registry", "container registry"])
+def test_a_refused_layer_is_the_storage_behind_the_registry_not_the_name(text, image, fix):
+    """Artifact Registry serves its layers itself (the repository's reader role); Container Registry's sit in a Cloud
+    Storage bucket (the bucket's viewer role). Either way the tag exists: no tag check, no retry."""
+    line = seen(diagnose.pull_error(text.format(host=image.host, path=image.path), image, PRINCIPAL))
+    assert "refused one of its layers" in line and fix in line, line
+    assert "check the tag" not in line and diagnose.RETRY_BUDGET not in line, line
+
+
+def test_googles_front_end_refusing_the_client_is_no_missing_grant():
+    page = ("<html><title>403 Forbidden</title><h2>Your client does not have permission to get URL <code>/v2/img-proj/"
+            "tools/builder/blobs/sha256:" + "a" * 64 + "</code> from this server.</h2></html>")
+    line = pull(f"error parsing HTTP 403 response body: invalid character '<' looking for beginning of value: {json.dumps(page)}")
+    assert not any(grant in line for grant in GRANTS) and "roles/" not in line, line
 
 
 def test_a_missing_layer_is_not_a_missing_tag():

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from pipe import config, container, credentials, oidc, parsers, registry, retry, transport, urls
+from pipe import config, container, credentials, google_registries, oidc, parsers, registry, retry, transport, urls
 from pipe.errors import PipeError
 from tests.support.figures import record
 from tests.support.google_tools import GCLOUD, gcloud_verdict
@@ -97,21 +97,35 @@ def _config(endpoint: str, **extra: str) -> config.Config:
     return config.load(env, Path("/b"))
 
 
-# The image a source was pulling, where its text names one (the pipe only ever meets texts about its own IMAGE).
+# The image a source was pulling, where its text names one (the pipe only ever meets texts about its own IMAGE):
+# a manifest URL, Docker's "for"/"reference" forms, the v1-era "(TAG) from REPO" and "TAG not found in repository
+# REPO", or only a host (`Get https://HOST/v2/`), which keeps the default image's path.
 _NAMED_IMAGE = re.compile(r"https://([a-z0-9.-]+)/v2/([a-z0-9._/-]+?)/manifests/([A-Za-z0-9_.:-]+)"
                           r"|(?:for|reference \"?) ?([a-z0-9.-]+\.[a-z]+/[a-z0-9._/-]+)(?::([A-Za-z0-9_.-]+))?")
+_V1_IMAGE = re.compile(r"\((?P<tag>[A-Za-z0-9_.-]+)\) from (?P<repo>[a-z0-9.-]+\.[a-z]+/[a-z0-9._/-]+)"
+                       r"|Tag (?P<tag2>[A-Za-z0-9_.-]+) not found in repository (?P<repo2>[a-z0-9.-]+\.[a-z]+/[a-z0-9._/-]+)")
+_HOST_ONLY = re.compile(r"https://([a-z0-9.-]+\.[a-z]+)/v[12]/")
 
 
 def image_of(entry: dict) -> parsers.Image:
-    found = _NAMED_IMAGE.search(entry["text"])
-    if found:
+    """IMAGE as the source had it. An IMAGE the pipe refuses by its host (pipe.google_registries) never reaches a pull:
+    the refusal is then what the pipe says."""
+    text = entry["text"]
+    if found := _NAMED_IMAGE.search(text):
         host, path, tag = (found[1], found[2], found[3]) if found[1] else (*found[4].split("/", 1), found[5] or "latest")
         reference = f"{host}/{path}" + (f"@{tag.replace('-', ':', 1)}" if tag.startswith("sha256") else f":{tag}")
-        try:
-            return parsers.image("IMAGE", reference)
-        except PipeError:
-            pass
-    return parsers.image("IMAGE", IMAGE)
+    elif found := _V1_IMAGE.search(text):
+        reference = f"{found['repo'] or found['repo2']}:{found['tag'] or found['tag2']}"
+    elif found := _HOST_ONLY.search(text):
+        reference = f"{found[1]}/{IMAGE.split('/', 1)[1]}"
+    else:
+        return parsers.image("IMAGE", IMAGE)
+    try:
+        return parsers.image("IMAGE", reference)
+    except PipeError:
+        if google_registries.docker_host_problem(reference.split("/", 1)[0]):
+            raise
+        return parsers.image("IMAGE", IMAGE)  # a placeholder such as <PROJECT_ID>: the default image stands in
 
 
 class _Daemon:
@@ -129,9 +143,9 @@ class _Daemon:
 def _line(entry: dict, endpoint: str) -> str:
     """What the pipe prints for this answer, reached the way the pipe reaches it."""
     _Google.answer = entry
-    image = image_of(entry)
     policy = retry.RetryPolicy(attempts=1)
     try:
+        image = image_of(entry)
         if entry["channel"] == "registry":
             container.pull(_Daemon(entry["text"]), image, {"registrytoken": "registry-test-token"}, PRINCIPAL, policy)
         elif entry["channel"] == "token_service":

@@ -33,3 +33,25 @@ def test_google_registries_are_google_hosts_only(host, google):
 def test_the_default_docker_hosts_are_google_registries():
     assert all(google_registries.is_google(host) for host in google_registries.DEFAULT_DOCKER_HOSTS)
     assert set(google_registries.GCR_LOCATIONS) <= set(google_registries.DEFAULT_DOCKER_HOSTS)
+
+
+_LOCATIONS = ("us", "europe", "asia", "us-central1", "europe-west4", "northamerica-northeast2", "me-central2")
+
+
+@pytest.mark.parametrize("location", _LOCATIONS)
+def test_every_located_docker_host_is_a_registry_and_its_look_alikes_are_not(location):
+    """Artifact Registry's Docker hosts are LOCATION-docker.pkg.dev; the same location written any other way under
+    pkg.dev is refused, and the refusal names the host that works."""
+    assert google_registries.docker_host_problem(f"{location}-docker.pkg.dev") is None
+    assert google_registries.docker_host_problem(f"{location.upper()}-DOCKER.PKG.DEV") is None
+    for look_alike in (f"{location}.docker.pkg.dev", f"{location}-python.pkg.dev", f"{location}-npm.pkg.dev",
+                       f"{location}-maven.pkg.dev", f"{location}-apt.pkg.dev"):
+        assert f"{location}-docker.pkg.dev" in google_registries.docker_host_problem(look_alike), look_alike
+    for nowhere in ("docker.pkg.dev", "pkg.dev", f"docker.{location}.pkg.dev"):
+        assert "LOCATION-docker.pkg.dev" in google_registries.docker_host_problem(nowhere), nowhere
+
+
+@pytest.mark.parametrize("host", ["gcr.io", "k8s.gcr.io", "marketplace.gcr.io", "registry.example.com", "localhost:5000",
+                                  "docker.pkg.dev:443", "pkg.dev.example.com", "docker.io", "127.0.0.1:5000"])
+def test_hosts_outside_pkg_dev_or_with_a_port_are_left_to_the_registry(host):
+    assert google_registries.docker_host_problem(host) is None

@@ -76,6 +76,7 @@ ROUTES = {
     "Image, tag or repository missing": pull(),
     "Token not accepted by the registry": pull(),
     "Scopes": google_from_registry(403, "ACCESS_TOKEN_SCOPE_INSUFFICIENT", service="artifactregistry.googleapis.com"),
+    "Layer refused after the manifest": pull(),
     "Layers in Cloud Storage": lambda example: diagnose.pull_error(
         "error pulling image configuration: error parsing HTTP 403 response body: \"<?xml version='1.0' encoding='UTF-8'?>"
         f"<Error><Code>AccessDenied</Code><Message>Access denied.</Message><Details>{example}</Details></Error>\"", IMAGE, PRINCIPAL),
