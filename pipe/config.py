@@ -216,12 +216,20 @@ def _run(settings: _Settings, cwd: Path) -> dict:
     }
 
 
+_ENDPOINT_SERVICES = {"STS_ENDPOINT": "sts", "IAM_CREDENTIALS_ENDPOINT": "iamcredentials"}
+
+
+def default_endpoint(name: str, universe: str) -> str:
+    """Google's own root for STS_ENDPOINT or IAM_CREDENTIALS_ENDPOINT in a universe."""
+    return f"https://{_ENDPOINT_SERVICES[name]}.{universe}"
+
+
 def _endpoints(settings: _Settings) -> dict:
     """Where the step token and Google's tokens go: the universe and its STS and IAM Credentials roots."""
     universe = parsers.universe_domain("UNIVERSE_DOMAIN", settings.pick("UNIVERSE_DOMAIN") or GOOGLE_DOMAIN)
     roots = {}
-    for name, service in (("STS_ENDPOINT", "sts"), ("IAM_CREDENTIALS_ENDPOINT", "iamcredentials")):
-        roots[name] = parsers.endpoint(name, settings.pick(name) or f"https://{service}.{universe}")
+    for name in _ENDPOINT_SERVICES:
+        roots[name] = parsers.endpoint(name, settings.pick(name) or default_endpoint(name, universe))
         if name not in settings.sources and "UNIVERSE_DOMAIN" in settings.sources:
             settings.sources[name] = settings.sources["UNIVERSE_DOMAIN"]  # the default host follows whoever chose the universe
         _only_google_from_a_file(settings, name, urls.parse(roots[name]).host)

@@ -11,7 +11,7 @@ a cause the answer does not establish. Every command printed is one gcloud 528 a
 import re
 from dataclasses import dataclass
 
-from pipe import gcloud, google_registries, retry, service_accounts, shown
+from pipe import config, gcloud, google_registries, retry, service_accounts, shown
 from pipe.config import CLOUD_PLATFORM, Config
 from pipe.error_models import Failure, from_google, from_registry
 from pipe.oidc import StepToken
@@ -227,6 +227,24 @@ def transient(failure: Failure, pulling: str | None = None) -> str:
     return f"{what} ({said(failure)}) even after retries: {cause}, not your configuration; rerun the step; {RETRY_BUDGET}."
 
 
+def _no_api_there(failure: Failure, context: Context) -> str | None:
+    """A web page answering 404 or 405 where STS or IAM Credentials should answer: no API at the URL the pipe built
+    from the endpoint's root, so nothing about the provider, the account or the grants can be read from it."""
+    if failure.get("answer") != "web page" or failure.status not in (404, 405) or context.cfg is None:
+        return None
+    cfg = context.cfg
+    name, root = ("STS_ENDPOINT", cfg.sts_endpoint) if failure.service == "Google STS" else ("IAM_CREDENTIALS_ENDPOINT", cfg.iam_endpoint)
+    google = config.default_endpoint(name, cfg.universe_domain)
+    chooser = cfg.sources.get(name, name)
+    if root == google:
+        return (f"{failure.service} ({root}) answered with a web page, not the API's answer ({said(failure)}): something "
+                "between the step and Google (a proxy or a firewall) answered in its place; check HTTPS_PROXY and the "
+                "step's network access to *.googleapis.com.")
+    return (f"{failure.service} answered with a web page, not the API's answer ({said(failure)}): no API is at {name} "
+            f"{root}{f' (set by {chooser})' if chooser != name else ''}; set {name} to the API's root, {google} for "
+            "Google (the pipe adds the path), or unset it.")
+
+
 def _explain(failure: Failure, context: Context, rules) -> str:
     """The shared reasons first, then the service's own rules, then transient trouble, else None."""
     if failure.reason in REASONS:
@@ -371,7 +389,7 @@ def _sts_condition(failure: Failure, context: Context) -> str | None:
     return None
 
 
-_STS_RULES = (_sts_empty, _sts_audience_invalid, _sts_no_provider, _sts_audience_mismatch, _sts_issuer,
+_STS_RULES = (_no_api_there, _sts_empty, _sts_audience_invalid, _sts_no_provider, _sts_audience_mismatch, _sts_issuer,
               _sts_token_rejected, _sts_condition)
 
 
@@ -389,7 +407,7 @@ def _sts_unknown(failure: Failure, context: Context) -> str:
 def iam_error(body: dict, cfg: Config, step: StepToken, method: str = "generateAccessToken", status: int | None = None) -> str:
     failure = from_google(body, status, "IAM Credentials")
     context = Context(cfg, step)
-    explained = _explain(failure, context, (_iam_not_found, _iam_unauthenticated))
+    explained = _explain(failure, context, (_no_api_there, _iam_not_found, _iam_unauthenticated))
     if not explained and (failure.status == 403 or failure.code == "PERMISSION_DENIED" or failure.reason == "IAM_PERMISSION_DENIED"
                           or "denied on resource" in failure.message or "does not have permission" in failure.message):
         explained = _impersonation_denied(cfg, context.step, method, failure)

@@ -58,6 +58,7 @@ _FORMS = {  # what each value a Failure names may look like (Google's own names;
     "title": re.compile(r"[A-Za-z][\w ]{2,80} API"),
     "storage_code": re.compile(r"\w{1,60}"),
     "fetching": re.compile(r"layer"),
+    "answer": re.compile(r"web page"),
 }
 
 
@@ -144,6 +145,8 @@ def from_google(body: dict, status: int | None, service: str) -> Failure:
         failure.message = _text(body.get("error_description"))
     else:
         failure.message = _message_in(_text(body.get("message")))
+        if _WEB_PAGE.match(failure.message):
+            failure.metadata["answer"] = "web page"  # a front end's or a proxy's page, not the API's error
     _read_templates(failure, failure.message + " " + failure.reason)
     failure.transient = _transient(failure, retry.of_google(failure.status, failure.code))
     return failure
@@ -156,6 +159,7 @@ def _transient(failure: Failure, kind: str | None) -> str | None:
     return kind if failure.reason in ("", "ACCESS_TOKEN_EXPIRED") else None
 
 
+_WEB_PAGE = re.compile(r"\s*<(?:!doctype html|html)\b", re.I)
 _JSON_MESSAGE = re.compile(r'"message":\s*"((?:[^"\\]|\\.){0,2000})"')
 
 

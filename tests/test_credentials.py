@@ -24,6 +24,7 @@ import pytest
 from pipe import config, credentials, main, oidc, redact
 from pipe.errors import PipeError
 from tests.support.emulator import TOKEN_CREATOR, WORKLOAD_IDENTITY_USER, ServiceAccount
+from tests.support.emulator.replies import not_found_page
 
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"
 SA = "puller@my-proj.iam.gserviceaccount.com"
@@ -115,12 +116,16 @@ class _Handler(BaseHTTPRequestHandler):
         fake: FakeGoogle = self.server.fake
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         routes = {"/v1/token": "sts", "/v1/introspect": "introspect"}
-        route = routes.get(self.path) or (self.path.rpartition(":")[2] if ":generate" in self.path else self.path)
+        iam = self.path.startswith("/v1/projects/-/serviceAccounts/") and ":generate" in self.path
+        route = routes.get(self.path) or (self.path.rpartition(":")[2] if iam else self.path)
         fake.requests.append(Request(route, self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
-        status, answer = fake.answers.get(route, (404, {"error": {"code": 404, "status": "NOT_FOUND", "message": "no route"}}))
+        if route not in fake.answers:  # a URL no API serves: Google's front end answers with its page
+            status, answer, kind = 404, not_found_page(self.path).page.encode(), "text/html; charset=UTF-8"
+        else:
+            (status, answer), kind = fake.answers[route], "application/json; charset=UTF-8"
         data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -419,6 +424,20 @@ def test_an_odd_success_answer_is_refused_naming_service_and_field_before_it_is_
                "generateIdToken": "IAM Credentials generateIdToken"}[route]
     assert line.startswith(service)
     assert google.routes()[-1] == route  # a token from a refused answer is never sent on
+
+
+@pytest.mark.parametrize("variable, route", [("STS_ENDPOINT", "sts"), ("IAM_CREDENTIALS_ENDPOINT", "generateAccessToken")])
+@pytest.mark.parametrize("extra", ["/v1", "/v2", "/iam"])
+def test_an_endpoint_with_a_wrong_root_is_named_not_the_account_or_provider(google, variable, route, extra):
+    """Google's front end answers a URL no API serves with its 404 page: the line names the variable and its root,
+    never a missing service account or provider, and never a grant."""
+    cfg = settings(google, **{variable: google.url + extra}, RETRY_MAX_ATTEMPTS="1")
+    with pytest.raises(PipeError) as refused:
+        credentials.mint(cfg, step_token(), transport(cfg))
+    line = refused.value.message
+    assert f"no API is at {variable} {google.url}{extra}" in line and "unset it" in line, line
+    assert "Error 404 (Not Found)!!1" in line and "was not found (" not in line and "add-iam-policy-binding" not in line, line
+    assert route not in google.routes()  # the right path was never reached
 
 
 def test_an_unreachable_google_is_one_line_naming_the_endpoints(google, nowhere):

@@ -508,3 +508,25 @@ def test_a_shut_down_container_registry_without_a_project_prints_no_command_gclo
     assert all("--projects=" in command for command in commands if "upgrade migrate" in command), commands
     if GCLOUD is not None:
         assert all(gcloud_verdict(command)[0] for command in commands), commands
+
+
+FRONT_END_404 = ("<!DOCTYPE html>\n<html lang=en><title>Error 404 (Not Found)!!1</title><p><b>404.</b> <ins>That’s an error.</ins>"
+                 "<p>The requested URL <code>/v1/token</code> was not found on this server.  <ins>That’s all we know.</ins>")
+
+
+@pytest.mark.parametrize("explain", [lambda: sts({"message": FRONT_END_404}, 404), lambda: iam({"message": FRONT_END_404}, 404)],
+                         ids=["sts", "iam"])
+def test_a_web_page_at_googles_own_root_is_something_in_between_not_the_account(explain):
+    line = explain()
+    assert "answered with a web page" in line and "HTTPS_PROXY" in line, line
+    assert "was not found (" not in line and not any(grant in line for grant in GRANTS), line
+
+
+def test_a_json_404_is_still_googles_answer_about_the_account():
+    line = iam(rpc(404, "NOT_FOUND", "Not found; Gaia id not found for email x@y.iam.gserviceaccount.com"), 404)
+    assert "web page" not in line and "was not found" in line, line
+
+
+def test_a_web_page_refusing_the_client_is_not_read_as_a_wrong_root():
+    page = FRONT_END_404.replace("404", "403").replace("Not Found", "Forbidden")
+    assert "no API is at" not in iam({"message": page}, 403) and "web page" not in sts({"message": page}, 403)

@@ -857,3 +857,10 @@ def test_basic_auth_header_is_parsed_strictly(emu, world):
     encoded = base64.b64encode(f"oauth2accesstoken:{sa_token(emu, world)}".encode()).decode()
     assert requests.get(f"{emu.url}/v2/token", params={"scope": "repository:acme-ci/private/app:pull"},
                         headers={"Authorization": "Basic " + encoded}).ok
+
+
+def test_a_url_no_api_serves_gets_googles_front_end_page_not_a_json_error(emu):
+    answer = requests.post(f"{emu.url}/v2/v1/token", data={"grant_type": "x"})
+    assert answer.status_code == 404 and answer.headers["Content-Type"].startswith("text/html")
+    assert "<title>Error 404 (Not Found)!!1</title>" in answer.text
+    assert "The requested URL <code>/v2/v1/token</code> was not found on this server." in answer.text

@@ -61,6 +61,9 @@ ROUTES = {
     "Attribute condition or mapping": sts("unauthorized_client"),
     "Impersonation not granted": iam(403, "IAM_PERMISSION_DENIED", "PERMISSION_DENIED"),
     "Service account missing": iam(404, status="NOT_FOUND"),
+    "No API at the endpoint": lambda example: diagnose.sts_error(
+        {"message": f"<!DOCTYPE html><html><title>{example.split(' … ')[0]}</title><p>{example.split(' … ')[1]}"},
+        replace(CFG, sts_endpoint="https://sts.googleapis.com/v2"), STEP, 404),
     "Federated token refused": iam(401, status="UNAUTHENTICATED"),
     "Lifetime or argument refused": iam(400, status="INVALID_ARGUMENT", cfg=replace(CFG, lifetime=7200)),
     "API disabled": iam(403, "SERVICE_DISABLED", "PERMISSION_DENIED", service="iamcredentials.googleapis.com", consumer="projects/8667575547"),

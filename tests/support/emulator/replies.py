@@ -17,6 +17,18 @@ class Reply:
     status: int
     body: dict | None
     headers: dict[str, str] = field(default_factory=dict)
+    page: str | None = None  # an HTML page instead of a JSON body (Google's front end, for a URL no API serves)
+
+
+def not_found_page(path: str) -> Reply:
+    """Google's front end for a path no API serves, on every googleapis.com host: its HTML 404 page, not the API's
+    JSON error (title and sentences VERBATIM, as quoted in https://github.com/google/google-visualization-issues/issues/2593
+    and many threads; the markup around them CHOSEN, trimmed)."""
+    escaped = path.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return Reply(404, None, page=(
+        "<!DOCTYPE html>\n<html lang=en>\n  <meta charset=utf-8>\n  <title>Error 404 (Not Found)!!1</title>\n"
+        "  <p><b>404.</b> <ins>That\u2019s an error.</ins>\n"
+        f"  <p>The requested URL <code>{escaped}</code> was not found on this server.  <ins>That\u2019s all we know.</ins>\n"))
 
 
 # ---------------------------------------------------------------- STS (OAuth error shape)

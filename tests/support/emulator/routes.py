@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 
 from . import iam, realm, sts
-from .replies import Reply, StsError
+from .replies import Reply, StsError, not_found_page
 
 _OIDC = re.compile(r"^/bitbucket/([^/]+)/(\.well-known/openid-configuration|keys\.json)$")
 
@@ -94,7 +94,7 @@ def dispatch(emu, route: str | None, incoming: Incoming) -> Reply:
     if route == "realm":
         return realm.handle(world, emu.tokens, emu.registry_signer, incoming.query,
                             incoming.header("Authorization"), now, f"{incoming.base_url or emu.url}/v2/token")
-    return Reply(404, {"error": {"code": 404, "message": "Not Found", "status": "NOT_FOUND"}})
+    return not_found_page(incoming.path)
 
 
 def _oidc(emu, path: str) -> Reply:

@@ -255,9 +255,13 @@ class _Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def send_reply(self, reply: Reply) -> None:
-        payload = b"" if reply.body is None else json.dumps(reply.body, separators=(",", ":")).encode()
+        if reply.page is not None:
+            payload, kind = reply.page.encode(), "text/html; charset=UTF-8"
+        else:
+            payload = b"" if reply.body is None else json.dumps(reply.body, separators=(",", ":")).encode()
+            kind = replies.JSON
         self.send_response(reply.status)
-        self.send_header("Content-Type", replies.JSON)
+        self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(payload)))
         for name, value in reply.headers.items():
             self.send_header(name, value)
