@@ -10,6 +10,7 @@ a cause the answer does not establish. Every command printed is one gcloud 528 a
 
 import re
 from dataclasses import dataclass
+from http import HTTPStatus
 
 from pipe import config, gcloud, google_registries, retry, service_accounts, shown
 from pipe.config import CLOUD_PLATFORM, Config
@@ -245,10 +246,26 @@ def _no_api_there(failure: Failure, context: Context) -> str | None:
             "Google (the pipe adds the path), or unset it.")
 
 
+_LOCATION_REFUSED = re.compile(r"not available in your (?:location|country|region)", re.I)
+
+
+def _location_refused(failure: Failure, context: Context) -> str | None:
+    """Google's answer to an address in a country or region it does not serve: no identity or permission is involved."""
+    if not _LOCATION_REFUSED.search(failure.message):
+        return None
+    return (
+        f"{failure.service} refused to serve the step's location (Google: {said(failure)}): Google does not serve some "
+        "countries and regions and judges by the address the step's traffic leaves from; no grant or pipe setting changes "
+        "that: run the step on a runner elsewhere (Bitbucket's cloud runners), or copy the image to a registry reachable from "
+        "there and change IMAGE.")
+
+
 def _explain(failure: Failure, context: Context, rules) -> str:
     """The shared reasons first, then the service's own rules, then transient trouble, else None."""
     if failure.reason in REASONS:
         return REASONS[failure.reason](failure, context)
+    if refused := _location_refused(failure, context):
+        return refused
     for rule in rules:
         found = rule(failure, context)
         if found:
@@ -328,9 +345,15 @@ def _sts_audience_mismatch(failure: Failure, context: Context) -> str | None:
 
 def _sts_issuer(failure: Failure, context: Context) -> str | None:
     issuer = _ISSUER.search(failure.message)
+    cfg, iss = context.cfg, context.step.claim("iss")
+    if "discovery document" in failure.message and "issuer" in failure.message:
+        return (
+            f"Google fetched the OIDC discovery document of provider {cfg.provider.provider_id}'s issuer, and the issuer it "
+            f"names is not the provider's issuer URI (Google: {said(failure)}): the two must be the same string, so a "
+            f"trailing slash or another form of the URL fails; Bitbucket's is the step token's iss, {iss}: "
+            f"`{gcloud.provider('update-oidc', cfg.provider, '--issuer-uri=' + gcloud.arg(iss))}`.")
     if not issuer and not ("issuer" in failure.message and "not found" in failure.message):
         return None
-    cfg, iss = context.cfg, context.step.claim("iss")
     expected = issuer[2] if issuer and issuer[2] else "another issuer"
     return (
         f"The step's OIDC token was issued by {iss}, but provider {cfg.provider.provider_id} expects {expected} (Google: "
@@ -634,8 +657,10 @@ def _missing(failure: Failure, context: Context) -> str | None:
                   f"roles/artifactregistry.reader, and ACCESS_TOKEN_SCOPES must keep {CLOUD_PLATFORM}" if v1 else "")
         return f"Image {image.display} was not found: check the tag or digest in IMAGE{listing}{hidden} (Google: {said(failure)})."
     if failure.code == "BLOB_UNKNOWN":
-        return (f"The registry lists {image.display} but lacks one of its layers (Google: {said(failure)}): the image was "
-                "deleted in part or pushed incompletely; push it again, or point IMAGE at another tag or digest.")
+        return (f"The registry lists {image.display} but lacks one of its layers (Google: {said(failure)}): most likely the "
+                "image was deleted in part or pushed incompletely, so push it again or point IMAGE at another tag or digest; "
+                "if the docker service pulls through a proxy or registry mirror, it may not follow Artifact Registry's layer "
+                f"download redirect: put {image.host} in NO_PROXY.")
     if failure.code in ("NAME_INVALID", "TAG_INVALID") or "invalid reference format" in failure.message or "must match" in failure.message:
         return (f"The registry refused the name {image.display} (Google: {said(failure)}): fix IMAGE; on Artifact Registry "
                 "it is LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE[:TAG], lowercase.")
@@ -765,9 +790,12 @@ _UNTRUSTED = re.compile(r"x509: |tls: failed to verify|certificate signed by unk
                         r"|certificate is (?:not )?valid for|tls: (?:bad certificate|handshake failure)")
 _PLAIN_HTTP = re.compile(r"server gave HTTP response to HTTPS client|first record does not look like a TLS handshake")
 # A proxy's refusal: Go's `proxyconnect`, or the bare reason phrase Go's transport makes of a CONNECT answered with
-# anything but 200 (`Head "<url>": Forbidden`); a registry's own refusal always carries a code or a status number.
+# anything but 200 (`Head "<url>": Forbidden`, `…: Service Unavailable`): whatever the status, a registry's own answer
+# always carries a code or a status number. Any standard phrase, and the two proxies commonly send.
+_REASON_PHRASES = sorted({status.phrase for status in HTTPStatus if status >= 300} | {"Not Allowed", "Access Denied"}, key=len, reverse=True)
 _PROXY = re.compile(r"proxyconnect tcp|Proxy Authentication Required"
-                    r"|https?://[^\s\"]{1,2000}\"?: (?:Forbidden|Method Not Allowed|Not Allowed|Access Denied)\s*$")
+                    rf"|https?://[^\s\"]{{1,2000}}\"?: (?P<phrase>{'|'.join(map(re.escape, _REASON_PHRASES))})\s*$")
+_SERVER_ERROR_PHRASES = {status.phrase for status in HTTPStatus if status >= 500}
 _CLOCK = re.compile(r"certificate has expired or is not yet valid|certificate is not yet valid")
 
 
@@ -776,7 +804,11 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
     host that does not speak TLS. Google's registries always serve a publicly trusted certificate over https."""
     text = failure.message
     host = failure.get("host") or context.image.host
-    if _PROXY.search(text):
+    if proxy := _PROXY.search(text):
+        if proxy["phrase"] in _SERVER_ERROR_PHRASES:  # the proxy's own trouble, or its way to the registry's
+            return (f"A proxy between the step and {host} answered {proxy['phrase']} instead of connecting ({said(failure)}): "
+                    f"either it could not reach {host} for a while, which a rerun fixes ({RETRY_BUDGET}), or it does not "
+                    "let the step reach it at all: check HTTPS_PROXY and NO_PROXY in the step and the docker service.")
         return (f"The proxy between the step and {host} refused the connection ({said(failure)}): check HTTPS_PROXY and "
                 "NO_PROXY in the step and the docker service, and the proxy's credentials; Google's registries need no proxy "
                 "on Bitbucket Cloud.")

@@ -530,3 +530,51 @@ def test_a_json_404_is_still_googles_answer_about_the_account():
 def test_a_web_page_refusing_the_client_is_not_read_as_a_wrong_root():
     page = FRONT_END_404.replace("404", "403").replace("Not Found", "Forbidden")
     assert "no API is at" not in iam({"message": page}, 403) and "web page" not in sts({"message": page}, 403)
+
+
+@pytest.mark.parametrize("phrase", ["Forbidden", "Method Not Allowed", "Not Found", "Access Denied", "Bad Request"])
+def test_a_bare_client_error_phrase_is_the_proxy_refusing(phrase):
+    """Go turns a proxy's non-200 answer to CONNECT into its bare reason phrase; a registry's own carries a code."""
+    line = pull(f'Head "https://us-docker.pkg.dev/v2/img-proj/tools/builder/manifests/1.4": {phrase}')
+    assert "The proxy between the step and us-docker.pkg.dev refused the connection" in line and "NO_PROXY" in line, line
+    assert diagnose.RETRY_BUDGET not in line and not any(grant in line for grant in GRANTS), line
+
+
+@pytest.mark.parametrize("phrase", ["Service Unavailable", "Bad Gateway", "Gateway Timeout", "Internal Server Error"])
+def test_a_bare_server_error_phrase_is_the_proxy_with_both_of_its_causes(phrase):
+    line = pull(f'Get "https://gcr.io/v2/": {phrase}', transient=retry.UNAVAILABLE)
+    assert f"A proxy between the step and gcr.io answered {phrase}" in line, line
+    assert diagnose.RETRY_BUDGET in line and "NO_PROXY" in line and not any(grant in line for grant in GRANTS), line
+
+
+def test_a_registrys_own_server_error_is_no_proxy():
+    line = pull("received unexpected HTTP status: 503 Service Unavailable", transient=retry.UNAVAILABLE)
+    assert "proxy" not in line.lower() and diagnose.RETRY_BUDGET in line, line
+
+
+LOCATION = {
+    "cloud storage": lambda: pull("error parsing HTTP 403 response body: \"<?xml version='1.0' encoding='UTF-8'?><Error><Code>"
+                                  "AccessDenied</Code><Message>Access denied.</Message><Details>We're sorry, but this service is "
+                                  "not available in your location</Details></Error>\""),
+    "registry": lambda: pull("denied: This service is not available in your country"),
+    "iam": lambda: iam(rpc(403, "PERMISSION_DENIED", "We're sorry, but this service is not available in your location"), 403),
+}
+
+
+@pytest.mark.parametrize("explain", LOCATION.values(), ids=LOCATION.keys())
+def test_a_refused_location_is_no_missing_permission(explain):
+    line = explain()
+    assert "refused to serve the step's location" in line and "runner elsewhere" in line, line
+    assert "roles/" not in line and not any(grant in line for grant in GRANTS) and diagnose.RETRY_BUDGET not in line, line
+
+
+def test_an_issuer_that_differs_from_its_discovery_document_is_set_to_the_tokens_iss():
+    line = sts({"error": "invalid_grant", "error_description": "`issuer` claim in OIDC discovery document does not match the "
+                "issuer specified in the request."}, 400)
+    assert f"--issuer-uri={CLAIMS['iss']}" in line and "trailing slash" in line, line
+    assert "--allowed-audiences" not in line and not any(grant in line for grant in GRANTS), line
+
+
+def test_a_missing_layer_names_a_proxy_that_drops_the_download_redirect_second():
+    line = pull("error pulling image configuration: download failed after attempts=1: unknown blob")
+    assert line.index("push it again") < line.index("NO_PROXY"), line

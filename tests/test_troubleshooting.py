@@ -80,6 +80,8 @@ ROUTES = {
     "Token not accepted by the registry": pull(),
     "Scopes": google_from_registry(403, "ACCESS_TOKEN_SCOPE_INSUFFICIENT", service="artifactregistry.googleapis.com"),
     "Layer refused after the manifest": pull(),
+    "The way to the registry": pull(),
+    "Location not served": pull(),
     "Layers in Cloud Storage": lambda example: diagnose.pull_error(
         "error pulling image configuration: error parsing HTTP 403 response body: \"<?xml version='1.0' encoding='UTF-8'?>"
         f"<Error><Code>AccessDenied</Code><Message>Access denied.</Message><Details>{example}</Details></Error>\"", IMAGE, PRINCIPAL),
