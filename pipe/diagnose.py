@@ -633,8 +633,8 @@ def _unauthorized(failure: Failure, context: Context) -> str | None:
         f"The registry did not accept the Google access token for {context.image.display} ({said(failure)}): "
         + (f"with direct federation the token is {context.identity}'s, which {host} accepts only where that principalSet "
            "has roles/artifactregistry.reader, or set SERVICE_ACCOUNT to pull as a service account; " if federated else "")
-        + f"keep {CLOUD_PLATFORM} in ACCESS_TOKEN_SCOPES; a token that expired during a long pull is replaced when you "
-        "rerun the step.")
+        + f"keep {CLOUD_PLATFORM} in ACCESS_TOKEN_SCOPES; an expired token is replaced when you rerun the step, and an "
+        "exported one lasts ACCESS_TOKEN_LIFETIME (1 hour unless raised) for the commands after the pipe.")
 
 
 def _missing(failure: Failure, context: Context) -> str | None:
@@ -732,6 +732,18 @@ def _storage_permission(failure: Failure, context: Context) -> str | None:
         "Artifact Registry and grant roles/artifactregistry.reader.")
 
 
+_SCHEMA_1 = re.compile(r"schema 1|schema1|Image Format v1", re.I)
+
+
+def _schema_1(failure: Failure, context: Context) -> str | None:
+    """Docker no longer pulls images in its first manifest format: the image must be pushed again, nothing else helps."""
+    if not _SCHEMA_1.search(failure.message):
+        return None
+    return (f"{context.image.display} is in Docker's retired image format (manifest schema 1), which the docker service no "
+            f"longer pulls (Google: {said(failure)}): push the image again with a current docker or buildx (schema 2 or "
+            "OCI) and point IMAGE at it.")
+
+
 def _platform(failure: Failure, context: Context) -> str | None:
     if "no matching manifest for" not in failure.message and "cannot be used on this platform" not in failure.message:
         return None
@@ -827,5 +839,5 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
     return None
 
 
-_REGISTRY_RULES = (_storage, _storage_permission, _repository_denied, _layer_denied, _legacy_v1, _token_fetch, _token_mismatch, _platform,
+_REGISTRY_RULES = (_storage, _storage_permission, _repository_denied, _layer_denied, _legacy_v1, _token_fetch, _token_mismatch, _schema_1, _platform,
                    _missing, _legacy_denied, _unauthorized, _unresolved, _connection_setup)

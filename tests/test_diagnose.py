@@ -578,3 +578,16 @@ def test_an_issuer_that_differs_from_its_discovery_document_is_set_to_the_tokens
 def test_a_missing_layer_names_a_proxy_that_drops_the_download_redirect_second():
     line = pull("error pulling image configuration: download failed after attempts=1: unknown blob")
     assert line.index("push it again") < line.index("NO_PROXY"), line
+
+
+def test_an_image_in_dockers_first_manifest_format_is_pushed_again_not_retagged():
+    line = pull("[DEPRECATION NOTICE] Docker Image Format v1 and Docker Image manifest version 2, schema 1 support is "
+                "disabled by default and will be removed in an upcoming release.")
+    assert "retired image format (manifest schema 1)" in line and "push the image again" in line, line
+    assert "check the tag" not in line and diagnose.RETRY_BUDGET not in line, line
+
+
+def test_a_refused_google_token_names_the_exported_tokens_lifetime():
+    line = pull("failed to authorize: failed to fetch oauth token: unexpected status from GET request to "
+                "https://us-docker.pkg.dev/v2/token?scope=repository%3Aimg-proj%2Ftools%2Fbuilder%3Apull: 401 Unauthorized")
+    assert "ACCESS_TOKEN_LIFETIME" in line and "ACCESS_TOKEN_SCOPES" in line, line
