@@ -126,22 +126,10 @@ def _with_credentials(world, clone, script, **extra):
 def test_what_a_killed_run_leaves_is_removed_before_anything_else(live_stack, world, clone):
     """SIGKILL cannot be caught: the step token stays in the clone (the run container's credential directory, a mask).
     The next run removes both before it does anything, and its run container never sees them."""
-    import threading
-    import time
-
     with probe("pipe killed with SIGKILL mid-run, then run again"):
-        first = {}
-        runner = threading.Thread(target=lambda: first.update(run=live_stack.run_pipe(clone, _with_credentials(
-            world, clone, "echo started; sleep 300"), step_token(world))))
-        runner.start()
-        deadline = time.monotonic() + 60
-        while not live_stack.run_containers(clone):
-            assert time.monotonic() < deadline, "the run container never started"
-            time.sleep(0.2)
-        [pipe] = [c for c in live_stack.dc.containers.list(filters={"label": "org.bitbucket.pipelines.system=true"})
-                  if f"{clone}:{clone}:rw" in c.attrs["HostConfig"]["Binds"]]
-        pipe.kill(signal="SIGKILL")
-        runner.join(timeout=60)
+        first = live_stack.start_pipe(clone, _with_credentials(world, clone, "echo started; sleep 300"), step_token(world))
+        first.container.kill(signal="SIGKILL")
+        first.join(timeout=60)
         [orphan] = live_stack.run_containers(clone)  # the docker service stays for the rest of the step
         orphan.reload()
         assert orphan.status == "running", "the killed run left its container running: the premise of this probe"
@@ -161,22 +149,12 @@ def test_what_a_killed_run_leaves_is_removed_before_anything_else(live_stack, wo
 def test_a_killed_runs_container_is_removed_before_a_later_export(live_stack, world, clone):
     """The orphan of a SIGKILLed run keeps the clone mounted: an export later in the step must not be readable by it.
     ACTION auth needs no daemon, but with EXPORT_CREDENTIALS and a daemon in the step it removes the orphan first."""
-    import threading
-    import time
-
     stolen = clone / "stolen-token"
     thief = f'while true; do cp "{clone / STORAGE}/gcp/access-token" "{stolen}" 2>/dev/null || true; sleep 0.1; done'
     with probe("a killed run's container waits for the next export"):
-        runner = threading.Thread(target=lambda: live_stack.run_pipe(clone, _with_credentials(world, clone, thief), step_token(world)))
-        runner.start()
-        deadline = time.monotonic() + 60
-        while not live_stack.run_containers(clone):
-            assert time.monotonic() < deadline, "the run container never started"
-            time.sleep(0.2)
-        [pipe] = [c for c in live_stack.dc.containers.list(filters={"label": "org.bitbucket.pipelines.system=true"})
-                  if f"{clone}:{clone}:rw" in c.attrs["HostConfig"]["Binds"]]
-        pipe.kill(signal="SIGKILL")
-        runner.join(timeout=60)
+        killed = live_stack.start_pipe(clone, _with_credentials(world, clone, thief), step_token(world))
+        killed.container.kill(signal="SIGKILL")
+        killed.join(timeout=60)
         assert live_stack.run_containers(clone), "the killed run left its container: the premise of this probe"
         export = live_stack.run_pipe(clone, variables(
             world, SERVICE_ACCOUNT=world.labels["service_account"], ACTION="auth", EXPORT_CREDENTIALS="true",

@@ -2,7 +2,6 @@
 
 The suite prints its figures (faults survived, containers left) when it finishes."""
 
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -75,35 +74,23 @@ def test_a_client_error_is_not_retried(live_stack, world, clone):
 def test_sigterm_stops_and_removes_the_run_container(live_stack, world, clone, signals):
     """A runner may send SIGTERM again while the pipe cleans up: later signals never cut the first one's cleanup short."""
     env_vars = impersonating(world, IMAGE=APP_IMAGE, SCRIPT="echo started; sleep 300")
-    result = {}
-
-    def run():
-        result["run"] = live_stack.run_pipe(clone, env_vars, step_token(world))
-
-    runner = threading.Thread(target=run)
-    runner.start()
-    deadline = time.monotonic() + 60
-    while not live_stack.run_containers(clone):
-        assert time.monotonic() < deadline, "the run container never started"
-        time.sleep(0.2)
+    started = live_stack.start_pipe(clone, env_vars, step_token(world))
     [running] = live_stack.run_containers(clone)
     host = running.attrs["HostConfig"]
     assert not host["Privileged"] and not host.get("Mounts") and host["Binds"] == [f"{clone}:{clone}:rw"]
     exposed = " ".join(running.attrs["Config"]["Env"] + list(running.attrs["Config"]["Labels"].values()) + running.attrs["Args"])
     assert not [t for t in live_stack.emulator.issued_tokens() if t in exposed], "a token reached the run container's env, labels or args"
     assert "BITBUCKET_BRANCH=main" in exposed  # the step's context is forwarded, its credentials are not
-    [pipe] = [c for c in live_stack.dc.containers.list(filters={"label": "org.bitbucket.pipelines.system=true"})
-              if f"{clone}:{clone}:rw" in c.attrs["HostConfig"]["Binds"]]
     stopped_at = time.monotonic()
     for _ in range(signals):
         try:
-            pipe.kill(signal="SIGTERM")  # back to back, while the first one's cleanup runs
+            started.container.kill(signal="SIGTERM")  # back to back, while the first one's cleanup runs
         except docker.errors.APIError:  # the pipe already exited: its cleanup was done
             break
-    runner.join(timeout=30)
+    run = started.join(timeout=30)
     elapsed = time.monotonic() - stopped_at
-    assert result["run"].exit_code == 128 + 15, result["run"].output
-    assert "Stopped by signal SIGTERM" in result["run"].stdout
+    assert run.exit_code == 128 + 15, run.output
+    assert "Stopped by signal SIGTERM" in run.stdout
     assert elapsed < 10
     left = live_stack.run_containers(clone)
     FIGURES["containers left"] += len(left)

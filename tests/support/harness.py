@@ -3,6 +3,7 @@ scan every output for leaked tokens."""
 
 import shutil
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,19 @@ class PipeRun:
     @property
     def output(self) -> str:
         return self.stdout + self.stderr
+
+
+@dataclass
+class BackgroundPipe:
+    """A pipe run started by LiveStack.start_pipe: its thread, its own container, and its PipeRun once it ends."""
+
+    thread: threading.Thread
+    container: object
+    outcome: dict
+
+    def join(self, timeout: float) -> "PipeRun | None":
+        self.thread.join(timeout=timeout)
+        return self.outcome.get("run")
 
 
 class Stack:
@@ -111,6 +125,20 @@ class Stack:
             for secret in secrets:
                 assert secret not in text, f"a token leaked into {where}"
         self.leak_scanned += 1
+
+    def start_pipe(self, clone: Path, variables: dict, token: str | None = None, within: float = 60.0) -> "BackgroundPipe":
+        """Run the pipe in a thread and return once its run container exists (a real condition, with a deadline), with
+        the pipe's own container, as a runner would signal or kill it."""
+        outcome: dict = {}
+        thread = threading.Thread(target=lambda: outcome.update(run=self.run_pipe(clone, variables, token)))
+        thread.start()
+        deadline = time.monotonic() + within
+        while not self.run_containers(clone):
+            assert time.monotonic() < deadline, "the run container never started"
+            time.sleep(0.2)
+        [pipe] = [c for c in self.dc.containers.list(filters={"label": "org.bitbucket.pipelines.system=true"})
+                  if f"{clone}:{clone}:rw" in c.attrs["HostConfig"]["Binds"]]
+        return BackgroundPipe(thread, pipe, outcome)
 
     def run_containers(self, under: Path) -> list:
         """The pipe's run containers (any state) that mount a directory below `under`: one test's, no one else's."""
