@@ -694,11 +694,11 @@ def _storage(failure: Failure, context: Context) -> str | None:
 
 
 def _layer_denied(failure: Failure, context: Context) -> str | None:
-    """The manifest was read, then a layer was refused: the storage behind the registry, not IMAGE's name. Google's
-    front end refusing the client itself (its HTML page) is no IAM answer, and no role fixes it."""
+    """The manifest was read, then a layer was refused: the storage behind the registry, not IMAGE's name. A web page
+    (Google's front end refusing the client, a proxy) is no IAM answer, and no role fixes it."""
     if failure.get("fetching") != "layer" or not (failure.status == 403 or failure.code == "DENIED"):
         return None
-    if "does not have permission to get URL" in failure.message:
+    if failure.get("answer") == "web page":
         return None
     in_bucket = google_registries.is_container_registry(context.image.host)  # Container Registry's layers: Cloud Storage
     return _layers_refused(f"The registry served {context.image.display}'s manifest but refused one of its layers",

@@ -145,8 +145,7 @@ def from_google(body: dict, status: int | None, service: str) -> Failure:
         failure.message = _text(body.get("error_description"))
     else:
         failure.message = _message_in(_text(body.get("message")))
-        if _WEB_PAGE.match(failure.message):
-            failure.metadata["answer"] = "web page"  # a front end's or a proxy's page, not the API's error
+        _read_web_page(failure, failure.message)
     _read_templates(failure, failure.message + " " + failure.reason)
     failure.transient = _transient(failure, retry.of_google(failure.status, failure.code))
     return failure
@@ -159,7 +158,13 @@ def _transient(failure: Failure, kind: str | None) -> str | None:
     return kind if failure.reason in ("", "ACCESS_TOKEN_EXPIRED") else None
 
 
-_WEB_PAGE = re.compile(r"\s*<(?:!doctype html|html)\b", re.I)
+_WEB_PAGE = re.compile(r"<(?:!doctype html|html)\b", re.I)
+
+
+def _read_web_page(failure: Failure, text: str) -> None:
+    """An HTML page where an API's error should be (Google's front end, a proxy): it says nothing about identities or grants."""
+    if _WEB_PAGE.search(text):
+        failure.metadata["answer"] = "web page"
 _JSON_MESSAGE = re.compile(r'"message":\s*"((?:[^"\\]|\\.){0,2000})"')
 
 
@@ -212,6 +217,7 @@ def from_registry(text: str, status: int | None, service: str) -> Failure:
         _read_reference(failure, text)
         if _LAYER.search(text):
             failure.metadata["fetching"] = "layer"
+        _read_web_page(failure, text)
         if failure.status == 412 and google_registries.is_container_registry(failure.get("host")):
             failure.reason = failure.reason or "GCR_SHUTDOWN"  # Container Registry refuses every call once shut down
         kind = retry.of_status(status) if status else retry.of_daemon(text)
