@@ -17,13 +17,24 @@ APP_IMAGE = "127.0.0.1:5000/acme-ci/private/app:1"
 OTHER_IMAGE = "127.0.0.1:5000/acme-ci/secret/tool:1"  # a repository nobody is granted
 
 
+@pytest.fixture(scope="session")
+def secrets_at_import():
+    """The secrets test modules register when imported (all are imported before the first test runs)."""
+    from pipe import redact
+
+    return frozenset(redact._secrets)
+
+
 @pytest.fixture(autouse=True)
-def known_secrets():
-    """Each test starts with the secrets it registers itself: redaction's set is process-wide, and a secret an earlier
-    test registered (any 16 of its characters are redacted) must not change what a later test sees."""
+def known_secrets(secrets_at_import):
+    """Each test starts with the secrets its module registered when imported, and those it registers itself:
+    redaction's set is process-wide, and a secret an earlier test or a module- or session-scoped fixture registered
+    (any 16 of its characters are redacted) must not change what a later test sees."""
     from pipe import redact
 
     saved = set(redact._secrets)
+    redact._secrets.intersection_update(secrets_at_import)
+    redact._compiled = None
     yield
     redact._secrets.clear()
     redact._secrets.update(saved)
