@@ -18,6 +18,7 @@ from pipe import config, diagnose, oidc, parsers, retry
 from pipe.error_models import Failure, from_google, from_registry
 from tests.support.budgets import EXAMPLE_DEADLINE_MS
 from tests.support.google_tools import GCLOUD, gcloud_verdict
+from tests.support.inputs import ADVERSARIAL, BIG_TEXTS, with_examples
 
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"
 SA = "puller@ci-proj.iam.gserviceaccount.com"
@@ -591,3 +592,24 @@ def test_a_refused_google_token_names_the_exported_tokens_lifetime():
     line = pull("failed to authorize: failed to fetch oauth token: unexpected status from GET request to "
                 "https://us-docker.pkg.dev/v2/token?scope=repository%3Aimg-proj%2Ftools%2Fbuilder%3Apull: 401 Unauthorized")
     assert "ACCESS_TOKEN_LIFETIME" in line and "ACCESS_TOKEN_SCOPES" in line, line
+
+
+# Whatever Google, a registry or the daemon sends, every route of the diagnosis reads it within the example deadline
+# and says one printable, bounded line: the rules' patterns (reason phrases, not-found wordings, web pages, layers)
+# meet long runs, glued fragments and megabytes here, not only the examples above.
+ROUTES = {
+    "pull": lambda text: diagnose.pull_error(text, IMAGE, PRINCIPAL),
+    "token service": lambda text: diagnose.token_service_error(403, text, IMAGE, PRINCIPAL, "us-docker.pkg.dev"),
+    "sts": lambda text: diagnose.sts_error({"error": "invalid_grant", "error_description": text}, CFG, STEP, 400),
+    "iam": lambda text: diagnose.iam_error({"message": text}, CFG, STEP, status=404),
+}
+PREFIXES = st.sampled_from(["", 'Head "https://gcr.io/v2/p/app/manifests/1": ', "error pulling image configuration: ",
+                            'failed to resolve reference "gcr.io/p/app:1": ', "<!DOCTYPE html><html>", "Error: image "])
+
+
+@settings(max_examples=150, deadline=EXAMPLE_DEADLINE_MS)
+@given(route=st.sampled_from(list(ROUTES)), prefix=PREFIXES, text=ADVERSARIAL)
+@with_examples(*BIG_TEXTS, rest=("pull", ""))
+def test_every_route_says_one_bounded_line_whatever_it_is_sent(text, route, prefix):
+    line = seen(ROUTES[route](prefix + text))
+    assert len(line) < QUOTED + 2000, len(line)  # Google's words at most QUOTED, the rest the pipe's own and short names
