@@ -2,10 +2,10 @@
 unchanged (challenge, manifests, blobs) except the ones a test asked to fail or to change.
 
 Faults are what a pull meets on the way to Artifact Registry and Cloud Storage: an HTTP status (429, 500, 502, 503,
-504), a connection reset before any answer, or an answer cut short (EOF mid-body). Each fault is for requests whose
-path matches a pattern, a given number of times. As a hostile registry it can also answer `/v2/` with another
-challenge after the first one (`later_challenges`), the first answer being what the pipe checks. Every request is
-logged with the fault it got and the credentials it carried.
+504), a connection reset before any answer, or an answer cut short (EOF mid-body; for a HEAD, which has no body,
+before the answer). Each fault is for requests whose path matches a pattern, a given number of times. As a hostile
+registry it can also answer `/v2/` with another challenge after the first one (`later_challenges`), the first answer
+being what the pipe checks. Every request is logged with the fault it got and the credentials it carried.
 """
 
 import http.client
@@ -64,6 +64,10 @@ class FaultyRegistry:
                     registry.log.append((self.command, self.path, fault))
                     if self.headers.get("Authorization"):
                         registry.authorizations.append(self.headers["Authorization"])
+                if fault == "eof" and self.command == "HEAD":  # no body to cut: the connection drops before the answer
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
                 if fault == "reset":
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.close_connection = True
@@ -103,10 +107,12 @@ class FaultyRegistry:
                         headers += [("WWW-Authenticate", value) for value in registry.later_challenges]
                 for name, value in headers:
                     self.send_header(name, value)
+                if self.command == "HEAD":  # the size of the body a GET would have: the daemon reads it as the manifest's size
+                    self.send_header("Content-Length", answer.getheader("Content-Length", "0"))
+                    self.end_headers()
+                    return
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                if self.command == "HEAD":
-                    return
                 if cut and len(data) > 1:  # the answer's head, then the connection drops: an EOF mid-body
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()
