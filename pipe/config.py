@@ -301,8 +301,8 @@ def token_destination_warnings(cfg: Config) -> list[str]:
             lines.append(f"{what} will be sent to {host}, outside {' and '.join(trusted)}, because {chooser} says so: {fix}.")
     for netloc in cfg.registries:
         if not google_registries.is_google(netloc) and outside(urls.parse(f"https://{netloc}").host):
-            lines.append(f"Google access tokens may be sent to the registry {netloc}, which is not Google's, because REGISTRIES "
-                         "lists it: keep it only if you trust that host.")
+            lines.append(f"Google access tokens may be sent to the registry {netloc}{google_registries.mistyped(netloc)}, which "
+                         "is not Google's, because REGISTRIES lists it: keep it only if you trust that host.")
     return lines
 
 

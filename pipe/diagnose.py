@@ -607,15 +607,29 @@ def _grant(repo: google_registries.Repository, role: str, context: Context) -> s
                              f"--role={role}", f"--member={gcloud.arg(context.identity)}")
 
 
+_REFUSED = re.compile(r"\b(?:unauthori[sz]ed|denied|forbidden|authentication required)\b", re.I)
+
+
+def _outside_google(failure: Failure, context: Context) -> str | None:
+    """A registry outside Google (reached because REGISTRIES lists it) refused the pull, in whatever words: what it
+    refused is the credential the pipe got there with a Google token, unless the image is not there at all. Google's
+    own words (a permission on a projects/… resource) were read by the rules before."""
+    host = context.image.host
+    refused = failure.code in ("UNAUTHORIZED", "DENIED") or failure.status in (401, 403) or _REFUSED.search(failure.message)
+    if google_registries.is_google(host) or not refused:
+        return None
+    return (
+        f"{host} refused the pull of {context.image.display} ({said(failure)}): {host} is not a Google registry, so most "
+        f"likely it refused the credential the pipe got from it with the Google token, which only a registry built to take "
+        f"Google tokens accepts; if the image is public, or the registry has its own login, pull it without this pipe "
+        f"(remove {host} from REGISTRIES), or push the image to Artifact Registry; otherwise check that IMAGE names an "
+        f"image {host} has{google_registries.mistyped(host)}.")
+
+
 def _unauthorized(failure: Failure, context: Context) -> str | None:
     if failure.code != "UNAUTHORIZED" and failure.status != 401 and "unauthorized" not in failure.message.lower():
         return None
     host = context.image.host
-    if not google_registries.is_google(host):
-        return (
-            f"The registry did not accept the Google access token for {context.image.display} ({said(failure)}): {host} "
-            "is not a Google registry and does not take Google tokens; remove it from REGISTRIES or push the image to "
-            "Artifact Registry.")
     if "permission" in failure.message.lower():  # Container Registry's "you don't have the needed permissions"
         repo = _image_repository(failure, context)
         grant = f": `{_grant(repo, 'roles/artifactregistry.reader', context)}`" if repo else ""
@@ -779,6 +793,25 @@ def _token_fetch(failure: Failure, context: Context) -> str | None:
         "every repository the image comes from.")
 
 
+# Go's words for the daemon's first request to a registry (`Get "https://HOST/v2/": …`), before any answer.
+_FIRST_CONTACT = re.compile(r'https://(?P<host>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)/v2/"?: ')
+
+
+def _nothing_answers(failure: Failure, context: Context) -> str | None:
+    """No HTTP answer at all, on every try, from the first request to IMAGE's host when that host is not Google's:
+    most likely nothing there is the registry meant (a mistyped host answers, or drops, whatever it is sent), so a
+    larger retry budget is no fix. Google's hosts, a layer download and an answer that came are transient elsewhere."""
+    first = _FIRST_CONTACT.search(failure.message)
+    host = context.image.host
+    if (not first or first["host"] != host.lower() or google_registries.is_google(host) or failure.status or failure.code
+            or failure.transient != retry.NETWORK):
+        return None
+    return (
+        f"Nothing at {host} answered as a registry on any try ({said(failure)}): check the registry host in IMAGE and "
+        f"REGISTRIES{google_registries.mistyped(host) or ' for a typo'}; if it is right, the step's network cannot reach "
+        f"https://{host}/v2/ (a firewall, or a proxy the docker service needs: HTTPS_PROXY).")
+
+
 _NO_SUCH_HOST = re.compile(r"lookup (?P<host>[a-z0-9.-]{1,253})(?: on [^:]{0,80})?: no such host")
 
 
@@ -791,7 +824,7 @@ def _unresolved(failure: Failure, context: Context) -> str | None:
     typo = (f"if {host} is mistyped, fix the host in IMAGE (Artifact Registry's are LOCATION-docker.pkg.dev)"
             if host == context.image.host.split(":")[0] else "")
     if typo and not google_registries.is_google(host):
-        return f"The registry host {host} does not resolve (Google: {said(failure)}): {typo}."
+        return f"The registry host {host} does not resolve (Google: {said(failure)}): {typo}{google_registries.mistyped(host)}."
     return (
         f"The step could not resolve {host} (Google: {said(failure)}): most likely the step's DNS or network failed, "
         f"not your configuration; rerun the step ({RETRY_BUDGET}){'; ' + typo if typo else ''}.")
@@ -840,4 +873,4 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
 
 
 _REGISTRY_RULES = (_storage, _storage_permission, _repository_denied, _layer_denied, _legacy_v1, _token_fetch, _token_mismatch, _schema_1, _platform,
-                   _missing, _legacy_denied, _unauthorized, _unresolved, _connection_setup)
+                   _missing, _outside_google, _legacy_denied, _unauthorized, _unresolved, _connection_setup, _nothing_answers)

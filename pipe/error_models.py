@@ -80,7 +80,9 @@ _TEMPLATES = (
     ("LOCATION_POLICY_VIOLATED", re.compile(r"resourceLocations|location constraint", re.I)),
     ("ORG_POLICY", re.compile(r"organization policy|org(?:anization)?[ -]policy constraint|violates constraint|constraints/[\w.]{1,80}", re.I)),
     ("CONSUMER_INVALID", re.compile(
-        r"Project '?(?:project:|projects/)?(?P<project>[\w.:-]{1,100})'? (?:was |is )?(?:not found or deleted|has been deleted|not found|deleted)"
+        # However the project is written ('p', project:p, projects/p, #123) and whatever code words came before it.
+        r"Project:? ['\"]?(?:#|project:|projects/)?(?P<project>[\w.:-]{1,100})['\"]? (?:was |is |has been )?"
+        r"(?:not found or deleted|deleted|not found|scheduled for deletion|pending deletion|in (?:the )?DELETE_REQUESTED state)"
         r"|Unknown project(?: id)?:? '?(?P<project2>[\w.:-]{1,100})|CONSUMER_INVALID", re.I)),
     ("ACCESS_TOKEN_SCOPE_INSUFFICIENT", re.compile(r"insufficient authentication scopes|ACCESS_TOKEN_SCOPE_INSUFFICIENT", re.I)),
     ("ACCESS_TOKEN_EXPIRED", re.compile(r"token (?:has )?expired|ACCESS_TOKEN_EXPIRED", re.I)),

@@ -48,6 +48,8 @@ def docker_host_problem(host: str) -> str | None:
     name = host.lower()
     if ":" in name or not (name == "pkg.dev" or name.endswith(".pkg.dev")) or _ARTIFACT_REGISTRY_HOST.fullmatch(name):
         return None
+    if meant := likely_meant(name):
+        return f"{name} is no registry host; it looks like a slip for {meant}"
     if dotted := _DOTTED_DOCKER_HOST.fullmatch(name):
         return f"{name} is no registry host; Artifact Registry's is {dotted['location']}-docker.pkg.dev (a dash, not a dot)"
     if other := _OTHER_FORMAT_HOST.fullmatch(name):
@@ -55,6 +57,44 @@ def docker_host_problem(host: str) -> str | None:
                 f"are at {other['location']}-docker.pkg.dev")
     return (f"{name} is no registry host; Artifact Registry's Docker hosts name a location: LOCATION-docker.pkg.dev, such as "
             "us-docker.pkg.dev or europe-west1-docker.pkg.dev")
+
+
+# Registry hosts people mean, for telling a slip of the keyboard from a host that is really elsewhere. A misspelt
+# host may even answer: look-alike names are registered to catch exactly these slips.
+WELL_KNOWN_HOSTS = (*DEFAULT_DOCKER_HOSTS, "k8s.gcr.io", DOCKER_HUB, "registry-1.docker.io", "index.docker.io", "ghcr.io",
+                    "quay.io", "registry.k8s.io", "mcr.microsoft.com", "public.ecr.aws", "registry.gitlab.com", "nvcr.io")
+
+
+def likely_meant(host: str) -> str | None:
+    """The well-known registry host (or LOCATION-docker.pkg.dev) that `host` is one slip away from: a letter missing,
+    added, changed, or two letters swapped. None for a well-known host itself, or one with a port (a private registry)."""
+    name = host.lower()
+    if ":" in name or name in WELL_KNOWN_HOSTS or _ARTIFACT_REGISTRY_HOST.fullmatch(name):
+        return None
+    for known in WELL_KNOWN_HOSTS:
+        if _one_slip(name, known):
+            return known
+    location, dash, tail = name.rpartition("-")
+    if dash and _LOCATION.fullmatch(location) and _one_slip(tail, "docker.pkg.dev"):
+        return f"{location}-docker.pkg.dev"
+    return None
+
+
+def _one_slip(typed: str, meant: str) -> bool:
+    """Damerau's one edit (optimal string alignment distance 1), in one linear pass."""
+    if typed == meant or abs(len(typed) - len(meant)) > 1:
+        return False
+    i = 0
+    while i < min(len(typed), len(meant)) and typed[i] == meant[i]:
+        i += 1
+    return (typed[i + 1:] == meant[i + 1:] or typed[i + 1:] == meant[i:] or typed[i:] == meant[i + 1:]
+            or (typed[i:i + 2] == meant[i:i + 2][::-1] and typed[i + 2:] == meant[i + 2:]))
+
+
+def mistyped(host: str) -> str:
+    """' (host looks like a slip for ghcr.io)', or '' when it does not."""
+    meant = likely_meant(host)
+    return f" ({host.lower()} looks like a slip for {meant})" if meant else ""
 
 
 def is_container_registry(host: str) -> bool:

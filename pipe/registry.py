@@ -32,7 +32,8 @@ def check_allowed(image: Image, extra_registries: tuple[str, ...]) -> None:
     if is_allowed(image.host, extra_registries):
         return
     raise PipeError(
-        f"IMAGE is on {shown.clipped(image.host)}, which is not a Google registry, so the pipe will not send it a Google "
+        f"IMAGE is on {shown.clipped(image.host)}{google_registries.mistyped(image.host)}, which is not a Google registry, so "
+        "the pipe will not send it a Google "
         f"access token: use an Artifact Registry image, or add '{shown.clipped(image.host)}' to REGISTRIES if that host "
         "really accepts Google tokens."
     )
@@ -215,4 +216,5 @@ def _get(transport, url: str, purpose: str, headers: dict | None = None, method:
     try:
         return transport(url, method=method, headers=headers or {})
     except exceptions.TransportError as error:
-        raise PipeError(f"Could not reach {url.split('?')[0]} to {purpose} ({error}): check IMAGE and the step's network access.") from None
+        slip = google_registries.mistyped(parsed.host) if (parsed := urls.parse(url)) else ""
+        raise PipeError(f"Could not reach {url.split('?')[0]} to {purpose} ({error}): check IMAGE{slip} and the step's network access.") from None

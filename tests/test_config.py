@@ -208,3 +208,14 @@ def test_retry_and_timeout_defaults_and_bounds():
         for refused in (below, above, "ten", "5m"):
             with pytest.raises(PipeError, match=name):
                 config.load({**base, name: refused}, Path("/b"))
+
+
+def test_a_registries_host_one_slip_from_a_known_registry_is_named_in_its_warning_and_an_image_refusal():
+    """A look-alike of a well-known registry would receive Google tokens if listed: the warning says which host it
+    looks like a slip for, and so does the refusal of an IMAGE on such a host that is not listed."""
+    [line] = config.token_destination_warnings(load(IMAGE="ghrc.io/o/i:1", REGISTRIES="ghrc.io"))
+    assert "ghrc.io (ghrc.io looks like a slip for ghcr.io)" in line
+    with pytest.raises(PipeError, match=r"IMAGE is on ghrc\.io \(ghrc\.io looks like a slip for ghcr\.io\), which is not"):
+        registry.check_allowed(image("IMAGE", "ghrc.io/o/i:1"), ())
+    [line] = config.token_destination_warnings(load(IMAGE="harbor.acme.io/o/i:1", REGISTRIES="harbor.acme.io"))
+    assert "slip" not in line

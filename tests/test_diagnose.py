@@ -613,3 +613,61 @@ PREFIXES = st.sampled_from(["", 'Head "https://gcr.io/v2/p/app/manifests/1": ', 
 def test_every_route_says_one_bounded_line_whatever_it_is_sent(text, route, prefix):
     line = seen(ROUTES[route](prefix + text))
     assert len(line) < QUOTED + 2000, len(line)  # Google's words at most QUOTED, the rest the pipe's own and short names
+
+
+# --- a registry outside Google, a host where nothing answers, a project that is gone: by class, in any wording -------
+
+def _pull_from(reference: str, text: str, transient: str | None = None) -> str:
+    return seen(diagnose.pull_error(text, parsers.image("IMAGE", reference), PRINCIPAL, transient))
+
+
+OUTSIDE = "ghcr.io/acme/app:1"
+
+
+@pytest.mark.parametrize("text", [
+    'Head "https://ghcr.io/v2/acme/app/manifests/1": denied: denied',
+    'Head "https://ghcr.io/v2/acme/app/manifests/1": unauthorized: authentication required',
+    "denied: requested access to the resource is denied",
+    'Get "https://ghcr.io/v2/acme/app/manifests/1": received unexpected HTTP status: 403 Forbidden',
+    "unauthorized: ",
+    '{"errors":[{"code":"DENIED","message":""}]}',
+])
+def test_a_registry_outside_google_refusing_in_any_words_is_the_google_token_it_does_not_take(text):
+    line = _pull_from(OUTSIDE, text)
+    assert "REGISTRIES" in line and "not a Google registry" in line, line
+    assert "roles/artifactregistry" not in line and "add-iam-policy-binding" not in line and "RETRY_MAX_ATTEMPTS" not in line
+
+
+@pytest.mark.parametrize("kind, text", [
+    (retry.NETWORK, "read tcp 10.0.0.2:53496->103.224.212.220:443: read: connection reset by peer"),
+    (retry.NETWORK, "EOF"),
+    (retry.NETWORK, "net/http: TLS handshake timeout"),
+    (retry.NETWORK, "dial tcp 103.224.212.220:443: i/o timeout"),
+    (retry.NETWORK, "net/http: request canceled while waiting for connection (Client.Timeout exceeded while awaiting headers)"),
+])
+def test_nothing_answering_at_first_contact_is_the_host_outside_google_and_the_network_on_googles(kind, text):
+    """The first request to a host outside Google that no try got an answer to: the host is most likely not the
+    registry meant, and retrying longer is no fix. The same on Google's own hosts is the network, for a rerun."""
+    line = _pull_from("ghrc.io/nokia/srlinux:1", f'Get "https://ghrc.io/v2/": {text}', kind)
+    assert "Nothing at ghrc.io answered" in line and "ghrc.io looks like a slip for ghcr.io" in line and "IMAGE" in line, line
+    assert "RETRY_MAX_ATTEMPTS" not in line
+    line = _pull_from("registry.internal.example.com/team/app:1", f'Get "https://registry.internal.example.com/v2/": {text}', kind)
+    assert "IMAGE" in line and "for a typo" in line and "slip" not in line, line
+    line = _pull_from(str(IMAGE.display), f'Get "https://us-docker.pkg.dev/v2/": {text}', kind)
+    assert "RETRY_MAX_ATTEMPTS" in line and "Nothing at" not in line, line
+    line = _pull_from("ghrc.io/nokia/srlinux:1", f'Head "https://ghrc.io/v2/nokia/srlinux/manifests/1": {text}', kind)
+    assert "Nothing at" not in line  # past the first contact something did answer: a dropped exchange, for a rerun
+
+
+@pytest.mark.parametrize("words", [
+    "Project #761227957636 has been deleted.", "Project 761227957636 has been deleted.",
+    "Project '761227957636' not found or deleted.", "Project 'project:761227957636' not found or deleted.",
+    "Project projects/761227957636 was deleted", "denied: denied: Project: 761227957636 is pending deletion",
+    "Project 761227957636 is in DELETE_REQUESTED state",
+])
+def test_a_project_that_is_gone_is_said_as_such_however_google_writes_it(words):
+    for line in (pull(f'Head "https://gcr.io/v2/acme/app/manifests/1": denied: {words}'),
+                 token_service(403, json.dumps({"errors": [{"code": "DENIED", "message": words}]})),
+                 iam(rpc(403, "PERMISSION_DENIED", words), 403)):
+        assert "761227957636 does not exist or was deleted" in line and "gcloud projects undelete 761227957636" in line, line
+        assert "add-iam-policy-binding" not in line

@@ -55,3 +55,41 @@ def test_every_located_docker_host_is_a_registry_and_its_look_alikes_are_not(loc
                                   "docker.pkg.dev:443", "pkg.dev.example.com", "docker.io", "127.0.0.1:5000"])
 def test_hosts_outside_pkg_dev_or_with_a_port_are_left_to_the_registry(host):
     assert google_registries.docker_host_problem(host) is None
+
+
+# --- a slip of the keyboard in a registry host ------------------------------------------------------------------------
+
+def _slips(host: str):
+    """Every host one slip away: a letter missing, added, changed, or two neighbours swapped."""
+    letters = "abcdefghijklmnopqrstuvwxyz0123456789.-"
+    for i in range(len(host) + 1):
+        yield from (host[:i] + c + host[i:] for c in letters)
+        if i < len(host):
+            yield host[:i] + host[i + 1:]
+            yield from (host[:i] + c + host[i + 1:] for c in letters if c != host[i])
+        if i + 1 < len(host) and host[i] != host[i + 1]:
+            yield host[:i] + host[i + 1] + host[i] + host[i + 2:]
+
+
+@pytest.mark.parametrize("known", google_registries.WELL_KNOWN_HOSTS)
+def test_every_slip_from_a_well_known_host_is_named_as_one(known):
+    for typed in _slips(known):
+        meant = google_registries.likely_meant(typed)
+        if typed in google_registries.WELL_KNOWN_HOSTS or google_registries._ARTIFACT_REGISTRY_HOST.fullmatch(typed):
+            assert meant is None, typed  # us.gcr.io is one slip from eu.gcr.io, and both are real
+        else:
+            assert meant is not None and (meant == known or google_registries._one_slip(typed, meant)), (typed, meant)
+
+
+@pytest.mark.parametrize("location", _LOCATIONS)
+def test_a_slip_in_artifact_registrys_suffix_names_the_located_host(location):
+    for typed in (f"{location}-dokcer.pkg.dev", f"{location}-docker.pkg.de", f"{location}-docker.pkgdev", f"{location}-docker.pkg.dve"):
+        assert google_registries.likely_meant(typed) == f"{location}-docker.pkg.dev", typed
+    assert "a slip for" in (google_registries.docker_host_problem(f"{location}-dokcer.pkg.dev") or "")
+
+
+@pytest.mark.parametrize("host", ["registry.example.com", "registry.internal.example.com", "harbor.acme.io", "ghcr.io",
+                                  "europe-west2-docker.pkg.dev", "ghrc.io:5000", "localhost:5000", "docker.com", "gcr.dev",
+                                  "k8s.io", "quay.example.com", "x" * 253])
+def test_hosts_that_are_no_slip_are_left_alone(host):
+    assert google_registries.likely_meant(host) is None and google_registries.mistyped(host) == ""
