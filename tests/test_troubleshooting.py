@@ -82,6 +82,10 @@ ROUTES = {
     "Layer refused after the manifest": pull(),
     "The way to the registry": pull(),
     "Location not served": pull(),
+    "A registry outside Google refused": lambda example: diagnose.pull_error(
+        f'Head "https://ghcr.io/v2/acme/app/manifests/1": {example}', parsers.image("IMAGE", "ghcr.io/acme/app:1"), PRINCIPAL),
+    "Nothing answers at the host": lambda example: diagnose.pull_error(
+        example, parsers.image("IMAGE", "ghrc.io/acme/app:1"), PRINCIPAL, transient="network"),
     "Layers in Cloud Storage": lambda example: diagnose.pull_error(
         "error pulling image configuration: error parsing HTTP 403 response body: \"<?xml version='1.0' encoding='UTF-8'?>"
         f"<Error><Code>AccessDenied</Code><Message>Access denied.</Message><Details>{example}</Details></Error>\"", IMAGE, PRINCIPAL),
