@@ -795,6 +795,7 @@ def _token_fetch(failure: Failure, context: Context) -> str | None:
 
 # Go's words for the daemon's first request to a registry (`Get "https://HOST/v2/": …`), before any answer.
 _FIRST_CONTACT = re.compile(r'https://(?P<host>[a-z0-9.-]{1,253}(?::[0-9]{1,5})?)/v2/"?: ')
+_DNS_LOOKUP = re.compile(r"\blookup [a-z0-9.-]{1,253}(?: on |: )")  # Go's resolver: the name was never turned into an address
 
 
 def _nothing_answers(failure: Failure, context: Context) -> str | None:
@@ -803,8 +804,9 @@ def _nothing_answers(failure: Failure, context: Context) -> str | None:
     larger retry budget is no fix. Google's hosts, a layer download and an answer that came are transient elsewhere."""
     first = _FIRST_CONTACT.search(failure.message)
     host = context.image.host
-    if (not first or first["host"] != host.lower() or google_registries.is_google(host) or failure.status or failure.code
-            or failure.transient != retry.NETWORK):
+    if (not first or first["host"] != host.lower() or failure.status or failure.code or failure.transient != retry.NETWORK
+            or google_registries.is_google(host) or host.lower() in google_registries.WELL_KNOWN_HOSTS
+            or _DNS_LOOKUP.search(failure.message)):  # a registry for sure, or the step's DNS server failing: transient
         return None
     return (
         f"Nothing at {host} answered as a registry on any try ({said(failure)}): check the registry host in IMAGE and "

@@ -653,10 +653,20 @@ def test_nothing_answering_at_first_contact_is_the_host_outside_google_and_the_n
     assert "RETRY_MAX_ATTEMPTS" not in line
     line = _pull_from("registry.internal.example.com/team/app:1", f'Get "https://registry.internal.example.com/v2/": {text}', kind)
     assert "IMAGE" in line and "for a typo" in line and "slip" not in line, line
-    line = _pull_from(str(IMAGE.display), f'Get "https://us-docker.pkg.dev/v2/": {text}', kind)
-    assert "RETRY_MAX_ATTEMPTS" in line and "Nothing at" not in line, line
+    for known in ("us-docker.pkg.dev/img-proj/tools/builder:1.4", "registry-1.docker.io/library/alpine:3", "quay.io/acme/app:1"):
+        line = _pull_from(known, f'Get "https://{known.split("/")[0]}/v2/": {text}', kind)
+        assert "RETRY_MAX_ATTEMPTS" in line and "Nothing at" not in line, line  # a registry for sure: the network
     line = _pull_from("ghrc.io/nokia/srlinux:1", f'Head "https://ghrc.io/v2/nokia/srlinux/manifests/1": {text}', kind)
     assert "Nothing at" not in line  # past the first contact something did answer: a dropped exchange, for a rerun
+
+
+@pytest.mark.parametrize("text", ["dial tcp: lookup ghrc.io on 192.168.64.1:53: server misbehaving",
+                                  "dial tcp: lookup ghrc.io: Temporary failure in name resolution",
+                                  "dial tcp: lookup ghrc.io on 10.0.0.2:53: read udp 10.0.0.9:41000->10.0.0.2:53: i/o timeout"])
+def test_the_steps_dns_failing_at_first_contact_is_no_host_to_check(text):
+    """The resolver never turned the name into an address: the step's DNS server failed, whatever the host."""
+    line = _pull_from("ghrc.io/nokia/srlinux:1", f'Get "https://ghrc.io/v2/": {text}', retry.NETWORK)
+    assert "Nothing at" not in line and "RETRY_MAX_ATTEMPTS" in line, line
 
 
 @pytest.mark.parametrize("words", [
