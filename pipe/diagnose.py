@@ -40,6 +40,12 @@ class Context:
             return self.principal
         return f"serviceAccount:{self.cfg.service_account}" if self.cfg and self.cfg.service_account else "the step's identity"
 
+    @property
+    def service_account(self) -> str | None:
+        """The service account whose token was sent, or None with direct federation (or when nothing says)."""
+        member = self.identity
+        return member.removeprefix("serviceAccount:") if member.startswith("serviceAccount:") else None
+
 
 def said(failure: Failure) -> str:
     """Google's text on one line, short: pretty-printed JSON and HTML error pages would break the line."""
@@ -114,19 +120,114 @@ def _vpc_service_controls(failure: Failure, context: Context) -> str:
     )
 
 
+_CONSTRAINT_OF = {  # the org policy constraint each policy reason stands for (google/api/error_reason.proto)
+    "RESOURCE_USAGE_RESTRICTION_VIOLATED": "constraints/gcp.restrictServiceUsage",
+    "LOCATION_POLICY_VIOLATED": "constraints/gcp.resourceLocations",
+    "LOCATION_ORG_POLICY_VIOLATED": "constraints/gcp.resourceLocations",
+    "TLS_ORG_POLICY_VIOLATED": "constraints/gcp.restrictTLSVersion",
+    "TLS_CIPHER_RESTRICTION_VIOLATED": "constraints/gcp.restrictTLSCipherSuites",
+    "ENDPOINT_USAGE_RESTRICTION_VIOLATED": "constraints/gcp.restrictEndpointUsage",
+}
+
+
 def _organization_policy(failure: Failure, context: Context) -> str:
-    constraint = failure.get("constraint").rstrip(".") or {
-        "RESOURCE_USAGE_RESTRICTION_VIOLATED": "constraints/gcp.restrictServiceUsage",
-        "LOCATION_POLICY_VIOLATED": "constraints/gcp.resourceLocations",
-    }.get(failure.reason, "")
+    constraint = failure.get("constraint").rstrip(".") or _CONSTRAINT_OF.get(failure.reason, "")
     project = _project(failure, context)
     check = (f"`{gcloud.org_policy_describe(constraint, project)}` shows it" if constraint and project else
              "the Organization Policies page of the Google Cloud console lists them")
     return (
         f"An organization policy{f' ({constraint})' if constraint else ''} forbids this request to {failure.service} in "
         f"{_in(project)} (Google: {said(failure)}): {check}; ask your organization policy administrator to allow "
-        f"{failure.get('service', 'the service')} for the project, or use a project the policy allows."
+        f"{failure.get('service', 'the service') if _ABOUT_SERVICES.get(constraint, True) else 'an exception'} for the "
+        "project, or use a project the policy allows."
     )
+
+
+# Which constraints say which services may be used (the fix allows the service); the others are about where resources
+# are, or how the connection is made (the fix is an exception for the project).
+_ABOUT_SERVICES = {"constraints/gcp.resourceLocations": False, "constraints/gcp.restrictTLSVersion": False,
+                   "constraints/gcp.restrictTLSCipherSuites": False}
+
+
+def _organization_restrictions(failure: Failure, context: Context) -> str:
+    """Organization Restrictions: an egress proxy adds X-Goog-Allowed-Resources, naming the organizations requests
+    may reach; Google refuses a resource outside them, or a header it cannot read. No grant or variable changes it."""
+    project = _project(failure, context)
+    what, ask = (("the X-Goog-Allowed-Resources header it adds is malformed", "fix that header")
+                 if failure.reason == "ORG_RESTRICTION_HEADER_INVALID" else
+                 (f"its X-Goog-Allowed-Resources header does not list the organization that owns {_in(project)}",
+                  "allow that organization"))
+    return (
+        f"A proxy between the step and Google applies Organization Restrictions, and {what}, so {failure.service} "
+        f"refused the request (Google: {said(failure)}): no IAM grant or pipe setting changes this; ask whoever runs the "
+        f"proxy to {ask}, or run the step on a network without that proxy.")
+
+
+def _account_state_invalid(failure: Failure, context: Context) -> str:
+    sa = context.service_account
+    if sa:
+        check = (f"`{gcloud.service_account('describe', sa)}` shows disabled: true (`{gcloud.service_account('enable', sa)}` "
+                 "enables it) or NOT_FOUND (a deleted account: set SERVICE_ACCOUNT to one that exists)")
+    elif context.cfg is not None:
+        provider = context.cfg.provider
+        check = (f"check that the workload identity pool and its provider are enabled (`{gcloud.pool('describe', provider)}` "
+                 f"and `{gcloud.provider('describe', provider)}` show their state), or set SERVICE_ACCOUNT")
+    else:
+        check = "check that the workload identity pool, its provider and the service account are enabled"
+    return (f"The account behind the access token is disabled or deleted, so {failure.service} refused it (Google: "
+            f"{said(failure)}): {check}.")
+
+
+def _credential_unsupported(failure: Failure, context: Context) -> str:
+    api = failure.get("service") or failure.service
+    if context.identity.startswith("principal"):
+        fix = (f"without SERVICE_ACCOUNT the pipe uses the federated token itself, which some APIs do not take: set "
+               f"SERVICE_ACCOUNT to a service account this repository may impersonate, and {api} gets its token instead")
+    else:
+        fix = (f"{api} does not take this kind of token or account (a service account's access token, here): its "
+               "documentation names the credentials it takes")
+    return f"{failure.service} refused the kind of credential it was sent (Google: {said(failure)}): {fix}."
+
+
+def _credentials_missing(failure: Failure, context: Context) -> str:
+    return (
+        f"No credentials reached {failure.service} (Google: {said(failure)}), though the pipe sent them: something "
+        "between the step and Google removed the Authorization header (a proxy: check HTTPS_PROXY and NO_PROXY), or the "
+        "request went to a host the credentials were not for (for a pull, IMAGE must name the repository's own host).")
+
+
+def _overloaded_credentials(failure: Failure, context: Context) -> str:
+    return (
+        f"The request to {failure.service} carried two credentials at once (Google: {said(failure)}): the pipe sends one, "
+        "so something between the step and Google added its own (a proxy that injects credentials): check HTTPS_PROXY "
+        "and NO_PROXY, and let requests to Google's hosts pass unchanged.")
+
+
+def _blocked_by_admin(failure: Failure, context: Context) -> str:
+    return (
+        f"A Google Workspace administrator of the account's organization blocks it from {failure.get('service') or failure.service} "
+        f"(Google: {said(failure)}): no IAM grant or pipe setting changes this; only that administrator can allow it "
+        "(Admin console, Security, API controls).")
+
+
+def _quota_used_up(failure: Failure, context: Context) -> str:
+    project = _project(failure, context)
+    metric, limit = failure.get("quota_metric"), failure.get("quota_limit")
+    which = f" ({metric}, limit {limit})" if metric and limit else ""
+    return (
+        f"A quota{which} of {_in(project)} for {failure.get('service') or failure.service} is used up (Google: "
+        f"{said(failure)}): waiting does not restore a resource quota; free some of it, or ask for more (IAM & Admin, "
+        "Quotas in the Google Cloud console).")
+
+
+def _reason_without_advice(failure: Failure, context: Context) -> str:
+    """A reason from google/api/error_reason.proto that no line here explains: Google's own classification, said as
+    such, rather than a guess from the message's words (which would be some other cause's fix)."""
+    return (
+        f"{failure.service} refused the request for the reason {failure.shown_reason or 'it names'} (Google: {said(failure)}), "
+        "which is none of the causes the pipe knows a fix for: Google describes each reason in "
+        "https://github.com/googleapis/googleapis/blob/master/google/api/error_reason.proto; "
+        f"{DOCTOR}.")
 
 
 def _project_missing(failure: Failure, context: Context) -> str:
@@ -198,8 +299,21 @@ REASONS = {
     "SECURITY_POLICY_VIOLATED": _vpc_service_controls,
     "RESOURCE_USAGE_RESTRICTION_VIOLATED": _organization_policy,
     "LOCATION_POLICY_VIOLATED": _organization_policy,
-    "ORG_RESTRICTION_VIOLATION": _organization_policy,
+    "LOCATION_ORG_POLICY_VIOLATED": _organization_policy,
+    "TLS_ORG_POLICY_VIOLATED": _organization_policy,
+    "TLS_CIPHER_RESTRICTION_VIOLATED": _organization_policy,
+    "ENDPOINT_USAGE_RESTRICTION_VIOLATED": _organization_policy,
     "ORG_POLICY": _organization_policy,
+    "ORG_RESTRICTION_VIOLATION": _organization_restrictions,
+    "ORG_RESTRICTION_HEADER_INVALID": _organization_restrictions,
+    "ACCOUNT_STATE_INVALID": _account_state_invalid,
+    "ACCESS_TOKEN_TYPE_UNSUPPORTED": _credential_unsupported,
+    "CREDENTIAL_TYPE_UNSUPPORTED": _credential_unsupported,
+    "ACCOUNT_TYPE_UNSUPPORTED": _credential_unsupported,
+    "CREDENTIALS_MISSING": _credentials_missing,
+    "OVERLOADED_CREDENTIALS": _overloaded_credentials,
+    "USER_BLOCKED_BY_ADMIN": _blocked_by_admin,
+    "RESOURCE_QUOTA_EXCEEDED": _quota_used_up,
     "CONSUMER_INVALID": _project_missing,
     "RESOURCE_PROJECT_INVALID": _project_missing,
     "ACCESS_TOKEN_SCOPE_INSUFFICIENT": _scope_insufficient,
@@ -264,6 +378,10 @@ def _explain(failure: Failure, context: Context, rules) -> str:
     """The shared reasons first, then the service's own rules, then transient trouble, else None."""
     if failure.reason in REASONS:
         return REASONS[failure.reason](failure, context)
+    if failure.reason == "RATE_LIMIT_EXCEEDED":  # retried (pipe.error_models), so this is what outlived the retries
+        return transient(failure)
+    if failure.domain.startswith("googleapis.com") and failure.reason and failure.reason != "IAM_PERMISSION_DENIED":
+        return _reason_without_advice(failure, context)  # IAM's own reason is its permission rule's (some answers say it here)
     if refused := _location_refused(failure, context):
         return refused
     for rule in rules:

@@ -33,6 +33,7 @@ class Failure:
     status: int | None = None
     code: str = ""  # google.rpc status (PERMISSION_DENIED), OAuth error (invalid_grant) or OCI code (DENIED)
     reason: str = ""  # ErrorInfo's reason, or the reason Google's standard message stands for
+    domain: str = ""  # ErrorInfo's domain: googleapis.com for the reasons google/api/error_reason.proto lists
     message: str = ""  # the human part, one line
     metadata: dict = field(default_factory=dict)  # ErrorInfo metadata, and what the message names (project, service, …)
     transient: str | None = None  # pipe.retry's kind, when trying again later can work
@@ -46,11 +47,19 @@ class Failure:
             return default
         return value
 
+    @property
+    def shown_reason(self) -> str:
+        """The reason, when it has the form Google's reasons have (it is printed), else ''."""
+        return self.reason if _FORMS["reason"].fullmatch(self.reason) else ""
+
 
 _FORMS = {  # what each value a Failure names may look like (Google's own names; anything else is not shown)
     "service": re.compile(r"[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63}){1,5}"),
     "consumer": re.compile(r"(?:projects/|project:)?[a-z0-9][a-z0-9:.-]{0,99}"),
     "constraint": re.compile(r"constraints/[A-Za-z0-9_.]{1,80}"),
+    "reason": re.compile(r"[A-Z][A-Z0-9_]{1,63}"),
+    "quota_metric": re.compile(r"[a-z0-9.-]{1,100}/[A-Za-z0-9_/.-]{1,100}"),
+    "quota_limit": re.compile(r"[A-Za-z0-9_-]{1,100}"),
     "uid": re.compile(r"[\w-]{1,100}"),
     "bucket": re.compile(r"[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]"),
     "host": re.compile(r"[a-z0-9.-]{1,253}(?::[0-9]{1,5})?"),
@@ -139,9 +148,12 @@ def from_google(body: dict, status: int | None, service: str) -> Failure:
         failure.status = status or _number(error.get("code"))
         for detail in error.get("details") or [] if isinstance(error.get("details"), list) else []:
             if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.ErrorInfo"):
-                failure.reason = _text(detail.get("reason"))
+                failure.reason, failure.domain = _text(detail.get("reason")), _text(detail.get("domain"))
                 metadata = detail.get("metadata") if isinstance(detail.get("metadata"), dict) else {}
                 failure.metadata.update({str(k): _text(v) for k, v in list(metadata.items())[:20]})
+                for key in ("policyName", "policy_name"):  # the org policy constraint a policy reason names
+                    if failure.metadata.get(key, "").startswith("constraints/"):
+                        failure.metadata.setdefault("constraint", failure.metadata[key])
     elif isinstance(error, str):  # OAuth (STS)
         failure.code = error[:100]
         failure.message = _text(body.get("error_description"))

@@ -71,6 +71,14 @@ ROUTES = {
     "VPC Service Controls": iam(403, "SECURITY_POLICY_VIOLATED", "PERMISSION_DENIED", uid="2a1b3c", service="iamcredentials.googleapis.com"),
     "Organization policy": google_from_registry(403, "RESOURCE_USAGE_RESTRICTION_VIOLATED", consumer="projects/my-proj",
                                                 service="artifactregistry.googleapis.com"),
+    "Organization Restrictions": iam(403, "ORG_RESTRICTION_VIOLATION", "PERMISSION_DENIED", consumer="projects/my-proj"),
+    "Account disabled or deleted": iam(403, "ACCOUNT_STATE_INVALID", "PERMISSION_DENIED"),
+    "Credential not taken": lambda example: diagnose.token_service_error(  # direct federation: the principal's own token
+        403, json.dumps({"error": {"code": 403, "message": example, "status": "PERMISSION_DENIED", "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED", "domain": "googleapis.com"}]}}),
+        IMAGE, "principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/bitbucket/subject/x",
+        "us-docker.pkg.dev"),
+    "Any other reason Google names": iam(403, "SERVICE_NOT_VISIBLE", "PERMISSION_DENIED"),
     "Project missing or deleted": pull(),
     "Container Registry shut down": lambda example: diagnose.pull_error(
         f'Head "https://gcr.io/v2/my-proj/app/manifests/1": error parsing HTTP 412 response body: "{example}"', IMAGE, PRINCIPAL),
