@@ -788,7 +788,7 @@ def _missing(failure: Failure, context: Context) -> str | None:
         hidden = (f"; if it exists, the v1 protocol said the same to a caller who may not read it: {context.identity} needs "
                   f"roles/artifactregistry.reader, and ACCESS_TOKEN_SCOPES must keep {CLOUD_PLATFORM}" if v1 else "")
         return f"Image {image.display} was not found: check the tag or digest in IMAGE{listing}{hidden} (Google: {said(failure)})."
-    if failure.code == "BLOB_UNKNOWN":
+    if failure.code in ("BLOB_UNKNOWN", "MANIFEST_BLOB_UNKNOWN"):
         return (f"The registry lists {image.display} but lacks one of its layers (Google: {said(failure)}): most likely the "
                 "image was deleted in part or pushed incompletely, so push it again or point IMAGE at another tag or digest; "
                 "if the docker service pulls through a proxy or registry mirror, it may not follow Artifact Registry's layer "
@@ -796,6 +796,23 @@ def _missing(failure: Failure, context: Context) -> str | None:
     if failure.code in ("NAME_INVALID", "TAG_INVALID") or "invalid reference format" in failure.message or "must match" in failure.message:
         return (f"The registry refused the name {image.display} (Google: {said(failure)}): fix IMAGE; on Artifact Registry "
                 "it is LOCATION-docker.pkg.dev/PROJECT/REPOSITORY/IMAGE[:TAG], lowercase.")
+    return None
+
+
+def _content_refused(failure: Failure, context: Context) -> str | None:
+    """The OCI codes about the image's content rather than its name or access: what was stored, or what arrived."""
+    image = context.image.display
+    if failure.code in ("DIGEST_INVALID", "SIZE_INVALID"):
+        return (f"What the registry served for {image} did not match its digest or size ({said(failure)}): something "
+                "between the step and the registry changed it on the way (a proxy or registry mirror), or the image is "
+                "stored damaged: rerun the step; if it happens again, push the image again or point IMAGE at another digest.")
+    if failure.code in ("MANIFEST_INVALID", "MANIFEST_UNVERIFIED"):
+        return (f"The registry holds a manifest for {image} that cannot be read ({said(failure)}): push the image again "
+                "with a current docker or buildx, or point IMAGE at another tag or digest.")
+    if failure.code == "UNSUPPORTED":
+        return (f"The registry does not support this pull of {image} ({said(failure)}): most likely IMAGE names a "
+                "repository that is not a Docker repository (Artifact Registry's describe shows its format), or the "
+                "image is in a manifest format this registry does not serve: check IMAGE.")
     return None
 
 
@@ -993,4 +1010,4 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
 
 
 _REGISTRY_RULES = (_storage, _storage_permission, _repository_denied, _layer_denied, _legacy_v1, _token_fetch, _token_mismatch, _schema_1, _platform,
-                   _missing, _outside_google, _legacy_denied, _unauthorized, _unresolved, _connection_setup, _nothing_answers)
+                   _missing, _content_refused, _outside_google, _legacy_denied, _unauthorized, _unresolved, _connection_setup, _nothing_answers)

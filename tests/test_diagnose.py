@@ -14,7 +14,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from pipe import config, diagnose, oidc, parsers, retry
+from pipe import config, diagnose, error_models, oidc, parsers, retry
 from pipe.error_models import Failure, from_google, from_registry
 from tests.support.budgets import EXAMPLE_DEADLINE_MS
 from tests.support.google_tools import GCLOUD, gcloud_verdict
@@ -735,3 +735,19 @@ def test_googles_reason_is_read_before_the_words_for_every_reason_it_defines(rea
 def test_a_reason_that_is_not_googles_form_is_not_printed():
     line = iam(rpc(403, "PERMISSION_DENIED", "m", "\x1b[31mRED; rm -rf"), 403)
     assert "rm -rf" not in line and "\x1b" not in line
+
+
+# Codes a pull can meet (the OCI distribution spec's, and Docker's additions); the upload codes are a push's.
+PULL_CODES = [code for code in error_models.OCI_CODES if not code.startswith("BLOB_UPLOAD") and code != "UNKNOWN"]
+
+
+@pytest.mark.parametrize("code", PULL_CODES)
+def test_every_registry_code_a_pull_can_meet_has_its_own_line_in_json_and_in_the_daemons_words(code):
+    """The registry's error model, read by code: from a token service's JSON and from the daemon's text alike."""
+    status = {"UNAUTHORIZED": 401, "DENIED": 403, "TOOMANYREQUESTS": 429, "UNAVAILABLE": 503}.get(code, 404)
+    words = code.lower().replace("_", " ")
+    for line in (token_service(status, json.dumps({"errors": [{"code": code, "message": "the registry's words"}]})),
+                 pull(f"Head \"https://us-docker.pkg.dev/v2/img-proj/tools/builder/manifests/1.4\": {words}: the registry's words")):
+        assert not line.startswith(f"Pulling {IMAGE.display} failed ("), line  # the generic line: no cause named
+        if code not in ("DENIED", "UNAUTHORIZED"):
+            assert not any(grant in line for grant in GRANTS), line
