@@ -16,7 +16,7 @@ from pathlib import Path
 import docker
 from docker import errors as docker_errors
 
-from pipe import bitbucket, clone_dirs, diagnose, error_models, redact, retry, shown, stopping, untrusted
+from pipe import bitbucket, clone_dirs, diagnose_registry, error_models, redact, retry, shown, stopping, untrusted
 from pipe.errors import PipeError
 from pipe.parsers import Image
 
@@ -71,7 +71,7 @@ def pull(client: docker.DockerClient, image: Image, auth, principal: str, policy
             explanation = redact.redact(untrusted.text(failure.explanation))
             kind = error_models.from_registry(explanation, None, "the registry").transient  # the diagnosis's own reading
             if kind is None or not tries.again(attempt, f"failed ({explanation})", kind):
-                raise PipeError(diagnose.pull_error(explanation, image, principal, transient=kind)) from None
+                raise PipeError(diagnose_registry.pull_error(explanation, image, principal, transient=kind)) from None
 
 
 class _PullFailed(Exception):

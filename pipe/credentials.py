@@ -2,7 +2,7 @@
 
 google-auth does the wire work (identity_pool with a subject-token supplier, impersonated_credentials); this module
 wires it to the pipe's endpoints and transport, checks each success answer's fields before google-auth reads them
-(pipe.answers), and turns google-auth's exceptions into explained PipeErrors (pipe.diagnose).
+(pipe.answers), and turns google-auth's exceptions into explained PipeErrors (pipe.diagnose_google).
 """
 
 import json
@@ -11,7 +11,7 @@ from datetime import datetime
 
 from google.auth import exceptions, identity_pool, impersonated_credentials
 
-from pipe import answers, diagnose, redact, untrusted
+from pipe import answers, diagnose_google, redact, untrusted
 from pipe.config import Config
 from pipe.errors import PipeError
 from pipe.oidc import StepToken
@@ -86,7 +86,7 @@ def id_token(cfg: Config, step: StepToken, transport: Transport) -> str:
     except exceptions.TransportError as error:
         raise _unreachable(error) from None
     if answer.status != 200:
-        raise PipeError(diagnose.iam_error(_error_body(answer.data), cfg, step, "generateIdToken", answer.status))
+        raise PipeError(diagnose_google.iam_error(_error_body(answer.data), cfg, step, "generateIdToken", answer.status))
     token = answers.id_token(answer.data)
     redact.add_secret(token)
     return token
@@ -116,11 +116,11 @@ def _refresh(credentials, transport: Transport, cfg: Config, step: StepToken) ->
     try:
         credentials.refresh(checked)
     except exceptions.OAuthError as error:  # STS answered with an OAuth error body
-        raise PipeError(diagnose.sts_error(_error_body(error), cfg, step, checked.status)) from None
+        raise PipeError(diagnose_google.sts_error(_error_body(error), cfg, step, checked.status)) from None
     except exceptions.TransportError as error:
         raise _unreachable(error) from None
     except exceptions.RefreshError as error:  # IAM Credentials refused the impersonation
-        raise PipeError(diagnose.iam_error(_error_body(error), cfg, step, status=checked.status)) from None
+        raise PipeError(diagnose_google.iam_error(_error_body(error), cfg, step, status=checked.status)) from None
     redact.add_secret(credentials.token)
 
 

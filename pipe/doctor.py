@@ -4,14 +4,14 @@ It changes nothing: it reads the step token, asks Google for tokens (and an ID t
 set), asks the registry's token service for a pull token the way a pull does, reads the image's manifest with it,
 checks the export folder without writing to it, and pings the Docker daemon. Each check is a small function
 returning a Check; a stage whose prerequisite failed is shown as skipped (–). Fixes come from pipe.oidc,
-pipe.diagnose (through pipe.credentials and pipe.registry), pipe.export and pipe.container, so the wording stays
-in one place.
+pipe.diagnose_google and pipe.diagnose_registry (through pipe.credentials and pipe.registry), pipe.export and
+pipe.container, so the wording stays in one place.
 """
 
 import time
 from dataclasses import dataclass, replace
 
-from pipe import clone_dirs, credentials, diagnose, export, oidc, redact, registry, shown
+from pipe import clone_dirs, credentials, diagnose_google, diagnose_registry, export, oidc, redact, registry, shown
 from pipe.config import Config
 from pipe.errors import PipeError
 from pipe.oidc import StepToken
@@ -74,7 +74,7 @@ def check_lifetime(run: _Run) -> Check:
     sub = len(run.step.claim("sub").encode())
     if sub > SUBJECT_LIMIT:
         too_long = {"error": "invalid_request", "error_description": "mapped attribute exceeds the 127 bytes limit"}
-        return Check(name, False, f"sub is {sub} bytes. " + diagnose.sts_error(too_long, run.cfg, run.step))
+        return Check(name, False, f"sub is {sub} bytes. " + diagnose_google.sts_error(too_long, run.cfg, run.step))
     exp = run.step.claims.get("exp")
     left = f"valid for {int(exp - time.time())} s more" if isinstance(exp, (int, float)) else "no exp claim"
     run.fresh = True
@@ -161,7 +161,7 @@ def check_image(run: _Run) -> Check:
         return Check(name, False, error.message)
     if status == 200:
         return Check(name, True, f"{image.display} exists and {run.minted.principal} may read it")
-    return Check(name, False, diagnose.manifest_error(status, image, run.minted.principal))
+    return Check(name, False, diagnose_registry.manifest_error(status, image, run.minted.principal))
 
 
 def check_id_token(run: _Run) -> Check:

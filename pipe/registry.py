@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from google.auth import exceptions
 
-from pipe import answers, diagnose, google_registries, shown, untrusted, urls
+from pipe import answers, diagnose_registry, google_registries, shown, untrusted, urls
 from pipe.errors import PipeError
 from pipe.parsers import Image
 
@@ -179,7 +179,7 @@ def token_service(host: str, extra_registries: tuple[str, ...], transport, pull:
 
 def pull_token(image: Image, service: TokenService, access_token: str, principal: str, transport) -> str | None:
     """A registry token for pulling IMAGE's repository, from the token service `service` names (checked by
-    token_service); None for an open registry. Refusals are explained (pipe.diagnose)."""
+    token_service); None for an open registry. Refusals are explained (pipe.diagnose_registry)."""
     if service.realm is None:
         return None
     query = urlencode([(name, value) for name, value in (("service", service.service), ("scope", f"repository:{image.path}:pull")) if value])
@@ -188,7 +188,7 @@ def pull_token(image: Image, service: TokenService, access_token: str, principal
     answer = _get(transport, url, f"get a pull token from {service.realm.netloc}",
                   {"Authorization": "Basic " + base64.b64encode(basic).decode()})
     if answer.status != 200:
-        raise PipeError(diagnose.token_service_error(answer.status, untrusted.text(answer.data), image, principal, service.realm.netloc))
+        raise PipeError(diagnose_registry.token_service_error(answer.status, untrusted.text(answer.data), image, principal, service.realm.netloc))
     fix = f"check that {service.realm.netloc} is the registry's token service (REGISTRIES)"
     token = answers.registry_token(answer.data, f"The token service {service.realm.netloc}", fix)
     if access_token in token:  # the Google token handed back would reach the daemon, and whatever the registry names

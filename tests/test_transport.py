@@ -136,7 +136,7 @@ def test_exhausted_attempts_return_googles_last_answer(emu, fake, retry_lines):
     emu.faults.inject("sts", "503", count=5)
     with pytest.raises(exceptions.OAuthError) as caught:
         federated(emu).refresh(transport(fake))
-    body = json.loads(caught.value.args[1])  # what pipe.credentials hands to diagnose.sts_error
+    body = json.loads(caught.value.args[1])  # what pipe.credentials hands to diagnose_google.sts_error
     assert body["error"]["code"] == 503 and body["error"]["status"] == "UNAVAILABLE"
     assert len(sts_requests(emu)) == 5
     assert [line.split("(")[-1] for line in retry_lines()] == [f"attempt {n} of 5)" for n in (2, 3, 4, 5)]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipe import config, diagnose, oidc, parsers
+from pipe import config, diagnose_google, diagnose_registry, oidc, parsers
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER = "projects/123456789012/locations/global/workloadIdentityPools/bitbucket/providers/acme"
@@ -21,19 +21,19 @@ PRINCIPAL = "serviceAccount:puller@my-proj.iam.gserviceaccount.com"
 
 
 def sts(code: str, status: int = 400):
-    return lambda example: diagnose.sts_error({"error": code, "error_description": example}, CFG, STEP, status)
+    return lambda example: diagnose_google.sts_error({"error": code, "error_description": example}, CFG, STEP, status)
 
 
 def iam(code: int, reason: str = "", status: str = "", cfg=CFG, **metadata):
     details = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com",
                 "metadata": metadata}] if reason else []
-    return lambda example: diagnose.iam_error({"error": {"code": code, "message": example, "status": status, "details": details}},
+    return lambda example: diagnose_google.iam_error({"error": {"code": code, "message": example, "status": status, "details": details}},
                                               cfg, STEP, status=code)
 
 
 def token_service(status: int, code: str = "DENIED"):
     """A registry token service's OCI error body around the example."""
-    return lambda example: diagnose.token_service_error(status, json.dumps({"errors": [{"code": code, "message": example}]}),
+    return lambda example: diagnose_registry.token_service_error(status, json.dumps({"errors": [{"code": code, "message": example}]}),
                                                         IMAGE, PRINCIPAL, "us-docker.pkg.dev")
 
 
@@ -42,13 +42,13 @@ def google_from_registry(status: int, reason: str, **metadata):
     body = {"error": {"code": status, "message": None, "status": "PERMISSION_DENIED",
                       "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason, "domain": "googleapis.com",
                                    "metadata": metadata}]}}
-    return lambda example: diagnose.token_service_error(status, json.dumps(body).replace("null", json.dumps(example)), IMAGE,
+    return lambda example: diagnose_registry.token_service_error(status, json.dumps(body).replace("null", json.dumps(example)), IMAGE,
                                                         PRINCIPAL, "us-docker.pkg.dev")
 
 
 def pull(transient: str | None = None):
     """The Docker daemon's report of a failed pull (after the retries, for a transient one)."""
-    return lambda example: diagnose.pull_error(example, IMAGE, PRINCIPAL, transient=transient)
+    return lambda example: diagnose_registry.pull_error(example, IMAGE, PRINCIPAL, transient=transient)
 
 
 # Each class (the table's first column, without its parenthesis) → how its example reaches the pipe.
@@ -61,7 +61,7 @@ ROUTES = {
     "Attribute condition or mapping": sts("unauthorized_client"),
     "Impersonation not granted": iam(403, "IAM_PERMISSION_DENIED", "PERMISSION_DENIED"),
     "Service account missing": iam(404, status="NOT_FOUND"),
-    "No API at the endpoint": lambda example: diagnose.sts_error(
+    "No API at the endpoint": lambda example: diagnose_google.sts_error(
         {"message": f"<!DOCTYPE html><html><title>{example.split(' … ')[0]}</title><p>{example.split(' … ')[1]}"},
         replace(CFG, sts_endpoint="https://sts.googleapis.com/v2"), STEP, 404),
     "Federated token refused": iam(401, status="UNAUTHENTICATED"),
@@ -73,14 +73,14 @@ ROUTES = {
                                                 service="artifactregistry.googleapis.com"),
     "Organization Restrictions": iam(403, "ORG_RESTRICTION_VIOLATION", "PERMISSION_DENIED", consumer="projects/my-proj"),
     "Account disabled or deleted": iam(403, "ACCOUNT_STATE_INVALID", "PERMISSION_DENIED"),
-    "Credential not taken": lambda example: diagnose.token_service_error(  # direct federation: the principal's own token
+    "Credential not taken": lambda example: diagnose_registry.token_service_error(  # direct federation: the principal's own token
         403, json.dumps({"error": {"code": 403, "message": example, "status": "PERMISSION_DENIED", "details": [
             {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "ACCESS_TOKEN_TYPE_UNSUPPORTED", "domain": "googleapis.com"}]}}),
         IMAGE, "principal://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/bitbucket/subject/x",
         "us-docker.pkg.dev"),
     "Any other reason Google names": iam(403, "SERVICE_NOT_VISIBLE", "PERMISSION_DENIED"),
     "Project missing or deleted": pull(),
-    "Container Registry shut down": lambda example: diagnose.pull_error(
+    "Container Registry shut down": lambda example: diagnose_registry.pull_error(
         f'Head "https://gcr.io/v2/my-proj/app/manifests/1": error parsing HTTP 412 response body: "{example}"', IMAGE, PRINCIPAL),
     "Repository access": pull(),
     "No credentials reached the registry": pull(),
@@ -91,11 +91,11 @@ ROUTES = {
     "Layer refused after the manifest": pull(),
     "The way to the registry": pull(),
     "Location not served": pull(),
-    "A registry outside Google refused": lambda example: diagnose.pull_error(
+    "A registry outside Google refused": lambda example: diagnose_registry.pull_error(
         f'Head "https://ghcr.io/v2/acme/app/manifests/1": {example}', parsers.image("IMAGE", "ghcr.io/acme/app:1"), PRINCIPAL),
-    "Nothing answers at the host": lambda example: diagnose.pull_error(
+    "Nothing answers at the host": lambda example: diagnose_registry.pull_error(
         example, parsers.image("IMAGE", "ghrc.io/acme/app:1"), PRINCIPAL, transient="network"),
-    "Layers in Cloud Storage": lambda example: diagnose.pull_error(
+    "Layers in Cloud Storage": lambda example: diagnose_registry.pull_error(
         "error pulling image configuration: error parsing HTTP 403 response body: \"<?xml version='1.0' encoding='UTF-8'?>"
         f"<Error><Code>AccessDenied</Code><Message>Access denied.</Message><Details>{example}</Details></Error>\"", IMAGE, PRINCIPAL),
     "Transient: Google, the registry or the network": pull(transient="unavailable"),
@@ -136,7 +136,7 @@ def test_the_pipe_says_what_the_readme_says(name, example, says):
 def test_a_token_requested_for_another_provider_is_not_answered_by_widening_this_one():
     other = "projects/999999999999/locations/global/workloadIdentityPools/other/providers/elsewhere"
     step = oidc.StepToken("h.p.s", {**STEP.claims, "aud": f"https://iam.googleapis.com/{other}"})
-    message = diagnose.sts_error({"error": "invalid_grant", "error_description": "The audience in JWT does not match the expected values."},
+    message = diagnose_google.sts_error({"error": "invalid_grant", "error_description": "The audience in JWT does not match the expected values."},
                                  CFG, step, 400)
     assert other in message and PROVIDER in message and "WORKLOAD_IDENTITY_PROVIDER" in message
     assert "--allowed-audiences" not in message

@@ -1,0 +1,103 @@
+"""pipe.diagnose_google: Google STS's and IAM Credentials' refusals explained in one line, by their own rules (the
+reasons every service shares are tested in tests/test_diagnose.py)."""
+
+import pytest
+
+from tests.support.diagnosis import (
+    CLAIMS,
+    GRANTS,
+    HOP,
+    PHRASES,
+    REPOSITORY_UUID,
+    RUN_URL,
+    SA,
+    iam,
+    not_a_grant_nor_a_retry,
+    rpc,
+    settings_for,
+    sts,
+)
+
+# --- IAM Credentials ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["generateAccessToken", "generateIdToken"])
+def test_failed_precondition_is_explained_as_a_possibly_disabled_account(method):
+    line = iam(rpc(400, "FAILED_PRECONDITION", "Precondition check failed."), 400, method)
+    account = f"projects/ci-proj/serviceAccounts/{SA}"
+    assert f"the state of {SA} does not allow {method}" in line and "most likely the account is disabled" in line
+    assert f"`gcloud iam service-accounts describe {account}` shows disabled: true" in line
+    assert f"`gcloud iam service-accounts enable {account}`" in line
+    assert "HTTP 400 FAILED_PRECONDITION: Precondition check failed." in line
+    not_a_grant_nor_a_retry(line)
+
+
+@pytest.mark.parametrize("body, method, asked", [
+    (rpc(400, "INVALID_ARGUMENT", "Request contains an invalid argument."), "generateAccessToken",
+     "check ACCESS_TOKEN_SCOPES (https://www.googleapis.com/auth/cloud-platform)"),
+    (rpc(400, "INVALID_ARGUMENT", "Request contains an invalid argument."), "generateIdToken", f"check ID_TOKEN_AUDIENCE ({RUN_URL})"),
+    ({"message": "Bad Request"}, "generateAccessToken", "check ACCESS_TOKEN_SCOPES"),  # a 400 without a code
+], ids=["access token", "id token", "no code"])
+def test_invalid_argument_points_at_what_was_asked_and_grants_nothing(body, method, asked):
+    line = iam(body, 400, method, cfg=settings_for(ID_TOKEN_AUDIENCE=RUN_URL))
+    assert f"refused the {method} request for {SA} as invalid" in line and asked in line, line
+    not_a_grant_nor_a_retry(line)
+
+
+@pytest.mark.parametrize("delegates", [None, HOP])
+def test_a_403_is_the_missing_grant_most_likely(delegates):
+    cfg = settings_for(DELEGATES=delegates)
+    line = iam(rpc(403, "PERMISSION_DENIED", PHRASES["iam"], "IAM_PERMISSION_DENIED"), 403, cfg=cfg)
+    member = f"principalSet://iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/bitbucket/" \
+             f"attribute.repository_uuid/{REPOSITORY_UUID}"
+    assert (f"`gcloud iam service-accounts add-iam-policy-binding projects/ci-proj/serviceAccounts/{SA} "
+            f'--role=roles/iam.workloadIdentityUser --member="{member}"`') in line, line
+    assert "Most likely the grant is missing" in line and "RETRY_MAX_ATTEMPTS" not in line
+    assert (f"that role on {HOP}" in line and "roles/iam.serviceAccountTokenCreator on the next" in line) == bool(delegates)
+
+
+def test_the_lifetime_rule_beats_the_generic_invalid_argument():
+    message = "Lifetime of access tokens can not have lifetimes of more than 1 hour."
+    line = iam(rpc(400, "INVALID_ARGUMENT", message), 400, cfg=settings_for(ACCESS_TOKEN_LIFETIME="7200s"))
+    assert "ACCESS_TOKEN_LIFETIME is 7200s" in line and "constraints/iam.allowServiceAccountCredentialLifetimeExtension" in line
+    assert "as invalid" not in line
+
+
+def test_a_missing_account_names_the_one_google_named():
+    ghost = "ghost-account@other-proj.iam.gserviceaccount.com"
+    line = iam(rpc(404, "NOT_FOUND", f"Not found; Gaia id not found for email {ghost}."), 404)
+    assert line.startswith(f"Service account {ghost} was not found (HTTP 404")
+    assert f"`gcloud iam service-accounts describe projects/other-proj/serviceAccounts/{ghost}`" in line
+    not_a_grant_nor_a_retry(line)
+
+
+# --- Google STS ------------------------------------------------------------------------------------------------------
+
+def test_an_issuer_that_differs_from_its_discovery_document_is_set_to_the_tokens_iss():
+    line = sts({"error": "invalid_grant", "error_description": "`issuer` claim in OIDC discovery document does not match the "
+                "issuer specified in the request."}, 400)
+    assert f"--issuer-uri={CLAIMS['iss']}" in line and "trailing slash" in line, line
+    assert "--allowed-audiences" not in line and not any(grant in line for grant in GRANTS), line
+
+
+# --- a web page where the API should answer ----------------------------------------------------------------------------
+
+FRONT_END_404 = ("<!DOCTYPE html>\n<html lang=en><title>Error 404 (Not Found)!!1</title><p><b>404.</b> <ins>That’s an error.</ins>"
+                 "<p>The requested URL <code>/v1/token</code> was not found on this server.  <ins>That’s all we know.</ins>")
+
+
+@pytest.mark.parametrize("explain", [lambda: sts({"message": FRONT_END_404}, 404), lambda: iam({"message": FRONT_END_404}, 404)],
+                         ids=["sts", "iam"])
+def test_a_web_page_at_googles_own_root_is_something_in_between_not_the_account(explain):
+    line = explain()
+    assert "answered with a web page" in line and "HTTPS_PROXY" in line, line
+    assert "was not found (" not in line and not any(grant in line for grant in GRANTS), line
+
+
+def test_a_json_404_is_still_googles_answer_about_the_account():
+    line = iam(rpc(404, "NOT_FOUND", "Not found; Gaia id not found for email x@y.iam.gserviceaccount.com"), 404)
+    assert "web page" not in line and "was not found" in line, line
+
+
+def test_a_web_page_refusing_the_client_is_not_read_as_a_wrong_root():
+    page = FRONT_END_404.replace("404", "403").replace("Not Found", "Forbidden")
+    assert "no API is at" not in iam({"message": page}, 403) and "web page" not in sts({"message": page}, 403)
