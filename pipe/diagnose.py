@@ -120,12 +120,20 @@ def _billing_disabled(failure: Failure, context: Context) -> str:
     )
 
 
+def _caller(failure: Failure, context: Context) -> str:
+    """Who the refused request spoke for: at STS and IAM Credentials, the step's federated identity (the service
+    account's token does not exist yet); at a registry, whoever the access token speaks for."""
+    if failure.service in _API_OF and context.cfg is not None and context.step is not None:
+        return f"the step's federated identity ({context.cfg.provider.repository_member(context.step.claim('repositoryUuid'))})"
+    return context.identity
+
+
 def _vpc_service_controls(failure: Failure, context: Context) -> str:
     uid = failure.get("uid")
     return (
         f"VPC Service Controls refused the request to {failure.service}: a service perimeter around "
         f"{the_project(_project(failure, context), context)} does not admit this step (Google: {said(failure)}). IAM grants cannot fix this: "
-        f"ask the perimeter's administrator for an ingress rule that admits {context.identity} to "
+        f"ask the perimeter's administrator for an ingress rule that admits {_caller(failure, context)} to "
         f"{failure.get('service', 'the service')}{f' (unique ID {uid} finds the denial in the audit logs)' if uid else ''}, "
         "or run the step from inside the perimeter."
     )
@@ -373,7 +381,7 @@ def explain(failure: Failure, context: Context, rules) -> str:
     None: pipe.diagnose_google's and pipe.diagnose_registry's), then transient trouble, else the empty string."""
     if failure.reason in REASONS:
         return REASONS[failure.reason](failure, context)
-    if failure.reason == "RATE_LIMIT_EXCEEDED":  # retried (pipe.error_models), so this is what outlived the retries
+    if failure.reason == "RATE_LIMIT_EXCEEDED" and failure.domain:  # Google's own, retried: what outlived the retries
         return transient(failure)
     if failure.domain.startswith("googleapis.com") and failure.reason and failure.reason != "IAM_PERMISSION_DENIED":
         return _reason_without_advice(failure, context)  # IAM's own reason is its permission rule's (some answers say it here)

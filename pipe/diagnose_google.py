@@ -7,7 +7,7 @@ and words mean; else a line naming what to compare and the command that checks i
 
 import re
 
-from pipe import config, gcloud, service_accounts, shown
+from pipe import config, gcloud, service_accounts, shown, urls
 from pipe.config import Config
 from pipe.diagnose import DOCTOR, PROPAGATION, Context, explain, one_line, said
 from pipe.error_models import Failure, from_google
@@ -140,6 +140,14 @@ def _sts_token_rejected(failure: Failure, context: Context) -> str | None:
             f"(Google: {said(failure)}): if the provider has uploaded keys (--jwk-json-path), they are out of date; upload the "
             f"current ones from {iss}/keys.json, or remove them so Google fetches the issuer's keys itself.")
     if "Error connecting to the given credential's issuer" in message:
+        bitbucket = urls.is_within(urls.parse(iss).host, "bitbucket.org") if urls.parse(iss) else False
+        if bitbucket:  # Bitbucket serves its discovery document publicly: the provider's issuer, or passing trouble
+            issuer = gcloud.provider("describe", p, "--format=" + gcloud.arg("value(oidc.issuerUri)"))
+            return (f"Google could not fetch the OIDC discovery document of the step token's issuer (Google: {said(failure)}): "
+                    f"Bitbucket serves {iss}/.well-known/openid-configuration and its keys publicly over https, so check "
+                    f"that provider {p.provider_id}'s issuer URI is exactly {iss} (`{issuer}`) and that it has no "
+                    f"out-of-date uploaded keys (refresh them from {iss}/keys.json); if both are right, it was passing "
+                    "trouble between Google and Bitbucket: rerun the step.")
         return (
             f"Google could not fetch the OIDC discovery document or keys of {iss} (Google: {said(failure)}): the issuer must "
             f"serve {iss}/.well-known/openid-configuration and its keys publicly over https; if provider {p.provider_id} has "
@@ -158,17 +166,31 @@ def _sts_condition(failure: Failure, context: Context) -> str | None:
             f"`{gcloud.provider('describe', p, '--format=' + gcloud.arg('value(attributeCondition)'))}` (claims are "
             "case-sensitive and must be mapped before the condition can use them); to admit this repository, "
             f"`{gcloud.provider('update-oidc', p, '--attribute-condition=' + condition)}`.")
+    if mapped := _MAPPED_ATTRIBUTE.search(failure.message):  # Google names the attribute its mapping made wrong
+        attribute = mapped["attribute"]
+        mapping = "google.subject=assertion.sub,attribute.repository_uuid=assertion.repositoryUuid"
+        return (f"Provider {p.provider_id}'s attribute mapping makes {attribute} something Google cannot use for this "
+                f"step's token (Google: {said(failure)}): fix the expression that maps {attribute} so it gives a non-empty "
+                f"string from claims this token has (`{gcloud.provider('describe', p, '--format=' + gcloud.arg('value(attributeMapping)'))}` "
+                f"shows it), with `{gcloud.provider('update-oidc', p, '--attribute-mapping=' + mapping)}` "
+                "or your own mapping (the flag replaces the whole mapping: keep every attribute your condition and bindings use).")
     if "127 bytes" in failure.message:
         mapping = "google.subject=assertion.repositoryUuid,attribute.repository_uuid=assertion.repositoryUuid"
+        named = _ATTRIBUTE_NAMED.search(failure.message)
+        size = f"{named['attribute']} is the one Google names" if named else f"sub is {len(step.claim('sub').encode())} bytes"
         return (
-            f"A mapped attribute of provider {p.provider_id} exceeds Google's 127-byte limit (sub is "
-            f"{len(step.claim('sub').encode())} bytes; Google: {said(failure)}): map shorter claims, e.g. "
+            f"A mapped attribute of provider {p.provider_id} exceeds Google's 127-byte limit ({size}; "
+            f"Google: {said(failure)}): map shorter claims, e.g. "
             f"`{gcloud.provider('update-oidc', p, '--attribute-mapping=' + mapping)}` (the flag replaces the whole mapping: "
             "keep every attribute your condition and bindings use).")
     if "Scope(s) must be provided" in failure.message or "requested_token_type" in failure.message:
         return (f"Google STS refused the token exchange for {p.name} as malformed (Google: {said(failure)}): this is a bug in "
                 "the pipe, please report it with the step's log (DEBUG: 'true' prints no tokens).")
     return None
+
+
+_MAPPED_ATTRIBUTE = re.compile(r"The mapped attribute '?(?P<attribute>(?:google|attribute)\.[\w.]{1,100})'? must (?:be|not)")
+_ATTRIBUTE_NAMED = re.compile(r"mapped attribute '?(?P<attribute>(?:google|attribute)\.[\w.]{1,100})'? exceeds")
 
 
 _STS_RULES = (_no_api_there, _sts_empty, _sts_audience_invalid, _sts_no_provider, _sts_audience_mismatch, _sts_issuer,
@@ -200,14 +222,36 @@ def iam_error(body: dict, cfg: Config, step: StepToken, method: str = "generateA
             f"account is disabled — `{gcloud.service_account('describe', sa)}` shows disabled: true, and "
             f"`{gcloud.service_account('enable', sa)}` enables it.")
     if not explained and (failure.code == "INVALID_ARGUMENT" or (failure.status == 400 and not failure.code)):
-        asked = f"ID_TOKEN_AUDIENCE ({cfg.id_token_audience})" if method == "generateIdToken" else f"ACCESS_TOKEN_SCOPES ({' '.join(cfg.scopes)})"
-        explained = (
-            f"IAM Credentials refused the {method} request for {cfg.service_account} as invalid (Google: {said(failure)}): "
-            f"check {asked} — scopes are OAuth scopes such as cloud-platform, not your service's URL (that is "
-            "ID_TOKEN_AUDIENCE) — and that SERVICE_ACCOUNT and DELEGATES are plain service account e-mails.")
+        explained = _invalid_argument(cfg, method, failure)
     return one_line(explained or (
         f"IAM Credentials {method} for {cfg.service_account} failed ({said(failure)}): check the account with "
         f"`{gcloud.service_account('describe', cfg.service_account)}` and {DOCTOR}."))
+
+
+# Which variable sets each field of IAM Credentials' requests (what BadRequest's field violation names).
+_VARIABLE_OF_FIELD = {"lifetime": "ACCESS_TOKEN_LIFETIME", "scope": "ACCESS_TOKEN_SCOPES", "audience": "ID_TOKEN_AUDIENCE",
+                      "name": "SERVICE_ACCOUNT", "delegates": "DELEGATES"}
+_ACCOUNT_FORM = re.compile(r"account id|service account|email", re.I)
+
+
+def _invalid_argument(cfg: Config, method: str, failure: Failure) -> str:
+    """An invalid request: the field Google names (BadRequest), else the account's form if the words are about it,
+    else what the method asks for."""
+    field = failure.get("field").split(".")[-1]
+    values = {"ACCESS_TOKEN_LIFETIME": f"{cfg.lifetime}s", "ACCESS_TOKEN_SCOPES": " ".join(cfg.scopes),
+              "ID_TOKEN_AUDIENCE": cfg.id_token_audience or "", "SERVICE_ACCOUNT": cfg.service_account or "",
+              "DELEGATES": ", ".join(cfg.delegates)}
+    if field in _VARIABLE_OF_FIELD:
+        name = _VARIABLE_OF_FIELD[field]
+        check = f"{name} ({values[name]}), the request's {field} Google refused"
+    elif _ACCOUNT_FORM.search(failure.message):
+        check = "that SERVICE_ACCOUNT and DELEGATES are plain service account e-mails (name@project.iam.gserviceaccount.com)"
+    elif method == "generateIdToken":
+        check = f"ID_TOKEN_AUDIENCE ({cfg.id_token_audience}): a URL or name your service expects"
+    else:
+        check = (f"ACCESS_TOKEN_SCOPES ({' '.join(cfg.scopes)}): OAuth scopes such as cloud-platform, not your service's "
+                 "URL (that is ID_TOKEN_AUDIENCE); and that SERVICE_ACCOUNT and DELEGATES are plain service account e-mails")
+    return f"IAM Credentials refused the {method} request for {cfg.service_account} as invalid (Google: {said(failure)}): check {check}."
 
 
 def _iam_not_found(failure: Failure, context: Context) -> str | None:

@@ -67,17 +67,22 @@ _V1_NOT_FOUND = re.compile(r"\bTag \S{1,200} not found in repository \S|\bError:
 
 
 def _repository_denied(failure: Failure, context: Context) -> str | None:
+    """A permission denied on a repository: in Google's words, or in ErrorInfo's metadata (IAM_PERMISSION_DENIED)."""
     found = _ANONYMOUS.search(failure.message) or _PERMISSION.search(failure.message)
-    if not found:
+    if found:
+        anonymous, permission, resource = found.re is _ANONYMOUS, found["perm"], found["res"]
+    elif failure.reason == "IAM_PERMISSION_DENIED" and failure.get("permission") and failure.get("resource"):
+        anonymous, permission, resource = False, failure.get("permission"), failure.get("resource")
+    else:
         return None
-    repo = _resource(found["res"], failure, context)
-    role = "writer" if "upload" in found["perm"] else "reader"
+    repo = _resource(resource, failure, context)
+    role = "writer" if "upload" in permission else "reader"
     if repo:
         exists = f"`{gcloud.repository('describe', repo.repository, repo.project, repo.location)}`"
         grant = f"`{_grant(repo, f'roles/artifactregistry.{role}', context)}`"
     else:
         exists, grant = "gcloud artifacts repositories describe", f"grant roles/artifactregistry.{role} on it"
-    if found.re is _ANONYMOUS:
+    if anonymous:
         own_host = (repo.repository if repo.repository.endswith("gcr.io") else f"{repo.location}-docker.pkg.dev") if repo else (
             "LOCATION-docker.pkg.dev")
         return (
@@ -86,8 +91,8 @@ def _repository_denied(failure: Failure, context: Context) -> str | None:
             f"another host or through a mirror or proxy that drops credentials; IMAGE must name the repository's own host "
             f"({own_host}). Check the repository exists with {exists}, and that {context.identity} may read it: {grant}.")
     return (
-        f"{context.identity} may not pull {context.image.display}: Artifact Registry denied {found['perm']} on "
-        f"{found['res']}, which also means the repository may not exist. Check it with {exists}: NOT_FOUND means fix the "
+        f"{context.identity} may not pull {context.image.display}: Artifact Registry denied {permission} on "
+        f"{resource}, which also means the repository may not exist. Check it with {exists}: NOT_FOUND means fix the "
         f"project, location or repository in IMAGE; if it exists, grant it with {grant} ({PROPAGATION}).")
 
 
@@ -347,22 +352,26 @@ def _nothing_answers(failure: Failure, context: Context) -> str | None:
         f"https://{host}/v2/ (a firewall, or a proxy the docker service needs: HTTPS_PROXY).")
 
 
-_NO_SUCH_HOST = re.compile(r"lookup (?P<host>[a-z0-9.-]{1,253})(?: on [^:]{0,80})?: no such host")
+_NO_SUCH_HOST = re.compile(r"lookup (?P<host>[a-z0-9.-]{1,253})(?: on \S{1,80})?: no such host")
 
 
 def _unresolved(failure: Failure, context: Context) -> str | None:
-    """A host name the step could not resolve: a mistyped IMAGE, or the step's DNS (a layer host, or a known one)."""
+    """`no such host`: the step's DNS answered that the name does not exist. For IMAGE's own host outside Google and
+    the well-known registries, that is the host to fix (or a name only a private network resolves); for Google's and
+    the layer hosts, which exist, the step's DNS failed for a while."""
     found = _NO_SUCH_HOST.search(failure.message)
     if not found:
         return None
     host = found["host"]
-    typo = (f"if {host} is mistyped, fix the host in IMAGE (Artifact Registry's are LOCATION-docker.pkg.dev)"
-            if host == context.image.host.split(":")[0] else "")
-    if typo and not google_registries.is_google(host):
-        return f"The registry host {host} does not resolve (Google: {said(failure)}): {typo}{google_registries.mistyped(host)}."
+    own = host == context.image.host.split(":")[0]
+    if own and not google_registries.is_google(host) and host not in google_registries.WELL_KNOWN_HOSTS:
+        return (f"The registry host {host} does not resolve ({said(failure)}): check the host in IMAGE and REGISTRIES"
+                f"{google_registries.mistyped(host) or ' for a typo'}; a name only your private network resolves needs a "
+                "self-hosted runner inside it.")
+    typo = f"; if {host} is mistyped, fix the host in IMAGE (Artifact Registry's are LOCATION-docker.pkg.dev)" if own else ""
     return (
         f"The step could not resolve {host} (Google: {said(failure)}): most likely the step's DNS or network failed, "
-        f"not your configuration; rerun the step ({RETRY_BUDGET}){'; ' + typo if typo else ''}.")
+        f"not your configuration; rerun the step ({RETRY_BUDGET}){typo}.")
 
 
 # Go's TLS and proxy errors: the connection was made but could not be trusted or was not TLS. Retrying never helps.
@@ -396,6 +405,8 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
         return (f"The Docker daemon found {host}'s certificate expired or not yet valid ({said(failure)}): Google's "
                 "certificates are current, so most likely the runner's clock is wrong (check `date` and NTP on a self-hosted "
                 "runner); otherwise a TLS-inspecting proxy between the step and Google presents an out-of-date certificate.")
+    if not google_registries.is_google(host) and (_UNTRUSTED.search(text) or _PLAIN_HTTP.search(text)):
+        return _outside_google_tls(host, failure, plain=bool(_PLAIN_HTTP.search(text)))
     if _UNTRUSTED.search(text):
         return (f"The Docker daemon did not trust the certificate {host} presented ({said(failure)}): Google's registries "
                 "serve publicly trusted certificates, so something between the step and Google (a TLS-inspecting proxy or "
@@ -407,5 +418,74 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
     return None
 
 
-_REGISTRY_RULES = (_storage, _storage_permission, _repository_denied, _layer_denied, _legacy_v1, _token_fetch, _token_mismatch, _schema_1, _platform,
+def _not_the_registrys_page(failure: Failure, context: Context) -> str | None:
+    """A web page refusing the request where a registry or token service answers: Google's front end refusing the
+    client before the registry saw any credential, or a proxy or web filter in between. Neither is about grants. A
+    5xx or throttling page is transient trouble instead."""
+    if failure.get("answer") != "web page" or failure.transient or not google_registries.is_google(context.image.host):
+        return None
+    if failure.get("page") == "Google's":
+        if failure.get("fetching") == "layer":
+            return None  # the layer rules say the same, for the storage behind the registry
+        return (f"Google's front end refused this client with its own web page ({said(failure)}), before "
+                f"{context.image.host} saw any credential: no grant or variable changes that; it judges the request's "
+                "address or shape, so check that IMAGE names the registry's own host, and run the step on another "
+                "runner if the address is refused.")
+    return (f"Something between the step and {context.image.host} answered with its own web page ({said(failure)}): a "
+            "proxy or web filter blocks or replaces the registry's answers, which no IAM grant changes; check HTTPS_PROXY "
+            f"and NO_PROXY in the step and the docker service, or have {context.image.host} allowed there.")
+
+
+def _outside_google_tls(host: str, failure: Failure, plain: bool) -> str:
+    """A registry outside Google whose https the docker service cannot use: its own certificate or no TLS at all."""
+    what = ("serves plain http where the Docker daemon asks for https" if plain else
+            "presents a certificate the Docker daemon does not trust (most likely the registry's own or a private CA)")
+    return (f"{host} {what} ({said(failure)}): Bitbucket's docker service takes no CA and no insecure registry, so "
+            f"give {host} a publicly trusted certificate over https, or pull on a self-hosted runner whose daemon trusts "
+            f"it (/etc/docker/certs.d/{host}/ca.crt); if a TLS-inspecting proxy is in between, check HTTPS_PROXY and NO_PROXY.")
+
+
+# Failures on the daemon's own side, after the download: nothing about the registry or the credentials.
+_UNMAPPABLE_ID = re.compile(r"container id \d{1,20} cannot be mapped to a host id", re.I)
+_NO_SPACE = re.compile(r"no space left on device", re.I)
+_LAYER_VERIFICATION = re.compile(r"filesystem layer verification failed", re.I)
+
+
+def _daemon_side(failure: Failure, context: Context) -> str | None:
+    image, text = context.image.display, failure.message
+    if _UNMAPPABLE_ID.search(text):
+        return (f"{image} has files owned by a user or group ID above 65535 ({said(failure)}): Bitbucket's docker service "
+                "runs with user namespaces and cannot map them; rebuild the image IMAGE names with every file owned by IDs of "
+                "65535 or less (chown in the Dockerfile, or build with --chown).")
+    if _NO_SPACE.search(text):
+        return (f"The docker service ran out of disk while storing {image} ({said(failure)}): make the image IMAGE names smaller, or "
+                "run the step where the daemon has more disk (a larger step size, or a self-hosted runner).")
+    if _LAYER_VERIFICATION.search(text):
+        return (f"A layer of {image} arrived different from its digest ({said(failure)}): something between the step and "
+                "the registry changed it (a proxy or registry mirror), or the image is stored damaged: rerun the step; if "
+                "it happens again, push the image again or point IMAGE at another digest.")
+    return None
+
+
+_UPSTREAM = re.compile(r"from upstream", re.I)
+
+
+def _upstream(failure: Failure, context: Context) -> str | None:
+    """An Artifact Registry remote repository relays its upstream's refusal (Docker Hub's pull limit, its auth):
+    neither Google's quota nor the identity's grants, but the repository's upstream settings."""
+    repo = image_repository(failure, context)
+    if not _UPSTREAM.search(failure.message) or not google_registries.is_google(context.image.host):
+        return None
+    throttled = failure.code == "TOOMANYREQUESTS" or failure.transient == retry.THROTTLED or "toomanyrequests" in failure.message.lower()
+    settings = (f"`{gcloud.repository('describe', repo.repository, repo.project, repo.location)}` shows its upstream"
+                if repo else "the remote repository's upstream settings")
+    return (f"The remote repository behind {context.image.display} could not fetch it from its upstream ({said(failure)}): "
+            + ("the upstream is limiting pulls (Docker Hub's pull limit, for one), which no Google quota raises: give the "
+               "remote repository upstream credentials, or rerun once the limit resets; " if throttled else
+               "check the image exists upstream and the repository's upstream credentials; ")
+            + f"{settings}.")
+
+
+_REGISTRY_RULES = (_not_the_registrys_page, _upstream, _daemon_side, _storage, _storage_permission, _repository_denied, _layer_denied,
+                   _legacy_v1, _token_fetch, _token_mismatch, _schema_1, _platform,
                    _missing, _content_refused, _outside_google, _legacy_denied, _unauthorized, _unresolved, _connection_setup, _nothing_answers)

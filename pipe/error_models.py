@@ -53,11 +53,15 @@ class Failure:
         return self.reason if _FORMS["reason"].fullmatch(self.reason) else ""
 
 
+_FIELD_FORM = re.compile(r"[A-Za-z_][\w.]{0,80}")
 _FORMS = {  # what each value a Failure names may look like (Google's own names; anything else is not shown)
     "service": re.compile(r"[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63}){1,5}"),
     "consumer": re.compile(r"(?:projects/|project:)?[a-z0-9][a-z0-9:.-]{0,99}"),
     "constraint": re.compile(r"constraints/[A-Za-z0-9_.]{1,80}"),
     "reason": re.compile(r"[A-Z][A-Z0-9_]{1,63}"),
+    "permission": re.compile(r"[a-z]{1,40}(?:\.[A-Za-z]{1,60}){1,4}"),
+    "resource": re.compile(r"projects/[a-z0-9][\w.:-]{0,100}/locations/[a-z0-9-]{1,50}/repositories/[a-z0-9._-]{1,100}"),
+    "field": _FIELD_FORM,
     "quota_metric": re.compile(r"[a-z0-9.-]{1,100}/[A-Za-z0-9_/.-]{1,100}"),
     "quota_limit": re.compile(r"[A-Za-z0-9_-]{1,100}"),
     "uid": re.compile(r"[\w-]{1,100}"),
@@ -101,7 +105,8 @@ _TEMPLATES = (
     ("GCR_SHUTDOWN", re.compile(r"Container Registry (?:is|has been) (?:deprecated|shut)|shutting down|Request Rejected", re.I)),
 )
 _API = re.compile(r"apis/api/(?P<service>[a-z0-9.-]{1,100}\.googleapis\.com)|(?P<name>[a-z0-9]{1,40}\.googleapis\.com)")
-_PROJECT = re.compile(r"[?&]project=(?P<a>[\w.:-]{1,100})|project #?(?P<b>[0-9]{4,20})|--projects?=['\"]?(?P<c>[a-z][\w.:-]{1,100})")
+_PROJECT = re.compile(r"[?&]project=(?P<a>[\w.:-]{1,100})|project #?(?P<b>[0-9]{4,20})|--projects?=['\"]?(?P<c>[a-z][\w.:-]{1,100})"
+                      r"|(?:['\"]|orgpolicy:)projects/(?P<d>[a-z0-9][\w.:-]{1,100})(?=['\"\s]|$)")
 _CONSTRAINT = re.compile(r"constraints/[\w.]{1,80}")
 _BUCKET = re.compile(r"storage\.googleapis\.com/(?P<bucket>[a-z0-9][a-z0-9._-]{1,220}[a-z0-9])/")
 _VPC_UID = re.compile(r"vpcServiceControlsUniqueIdentifier:? ?(?P<uid>[\w-]{1,100})")
@@ -127,7 +132,7 @@ def _read_templates(failure: Failure, text: str) -> None:
     if failure.reason == "SERVICE_DISABLED" and "Container Registry" in text and "service" not in failure.metadata:
         failure.metadata["service"] = "containerregistry.googleapis.com"
     if (project := _PROJECT.search(text)) and "consumer" not in failure.metadata:
-        failure.metadata["consumer"] = project["a"] or project["b"] or project["c"]
+        failure.metadata["consumer"] = project["a"] or project["b"] or project["c"] or project["d"]
     if constraint := _CONSTRAINT.search(text):
         failure.metadata.setdefault("constraint", constraint.group(0))
     if uid := _VPC_UID.search(text):
@@ -141,13 +146,15 @@ def _read_templates(failure: Failure, text: str) -> None:
 def from_google(body: dict, status: int | None, service: str) -> Failure:
     """Google's answer: google.rpc.Status, OAuth's error shape (STS), or a body that is neither (its text)."""
     failure = Failure(service, status)
-    error = body.get("error")
+    error, explained_by = body.get("error"), ""
     if isinstance(error, dict):  # google.rpc.Status
         failure.code = _text(error.get("status"))
         failure.message = _text(error.get("message"))
         failure.status = status or _number(error.get("code"))
-        for detail in error.get("details") or [] if isinstance(error.get("details"), list) else []:
-            if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("google.rpc.ErrorInfo"):
+        details = [d for d in (error.get("details") if isinstance(error.get("details"), list) else [])[:10] if isinstance(d, dict)]
+        explained_by = _read_violations(failure, details)
+        for detail in details:
+            if str(detail.get("@type", "")).endswith("google.rpc.ErrorInfo"):
                 failure.reason, failure.domain = _text(detail.get("reason")), _text(detail.get("domain"))
                 metadata = detail.get("metadata") if isinstance(detail.get("metadata"), dict) else {}
                 failure.metadata.update({str(k): _text(v) for k, v in list(metadata.items())[:20]})
@@ -160,9 +167,26 @@ def from_google(body: dict, status: int | None, service: str) -> Failure:
     else:
         failure.message = _message_in(_text(body.get("message")))
         _read_web_page(failure, failure.message)
-    _read_templates(failure, failure.message + " " + failure.reason)
+    _read_templates(failure, f"{failure.message} {failure.reason} {explained_by}")
     failure.transient = _transient(failure, retry.of_google(failure.status, failure.code))
     return failure
+
+
+def _read_violations(failure: Failure, details: list[dict]) -> str:
+    """BadRequest's field violations and PreconditionFailure's violations: the field Google refused (kept as `field`)
+    and their descriptions and subjects, which name the cause where the message is only 'invalid argument'."""
+    said = []
+    for detail in details:
+        kind = str(detail.get("@type", ""))
+        key = "fieldViolations" if kind.endswith("google.rpc.BadRequest") else "violations" if kind.endswith("google.rpc.PreconditionFailure") else None
+        violations = detail.get(key) if key else None
+        for violation in (violations if isinstance(violations, list) else [])[:5]:
+            if isinstance(violation, dict):
+                if key == "fieldViolations" and _FIELD_FORM.fullmatch(_text(violation.get("field"))):
+                    failure.metadata.setdefault("field", _text(violation.get("field")))
+                said += [_text(violation.get("subject")), _text(violation.get("description"))]
+    return " ".join(part for part in said if part)[:2000]
+
 
 
 def _transient(failure: Failure, kind: str | None) -> str | None:
@@ -173,12 +197,18 @@ def _transient(failure: Failure, kind: str | None) -> str | None:
 
 
 _WEB_PAGE = re.compile(r"<(?:!doctype html|html)\b", re.I)
+# Google's front end's own error pages: the robot page ("That’s an error.", a "!!1" title), and the plain one it
+# serves a client it refuses ("Your client does not have permission to get URL … from this server").
+_GOOGLES_PAGE = re.compile(r"www\.google\.com/images/errors/robot\.png|That[’']s an error\.|\([A-Za-z ]{2,40}\)!!1"
+                           r"|Your client does not have permission to get URL")
 
 
 def _read_web_page(failure: Failure, text: str) -> None:
     """An HTML page where an API's error should be (Google's front end, a proxy): it says nothing about identities or grants."""
     if _WEB_PAGE.search(text):
         failure.metadata["answer"] = "web page"
+        if _GOOGLES_PAGE.search(text):
+            failure.metadata["page"] = "Google's"
 _JSON_MESSAGE = re.compile(r'"message":\s*"((?:[^"\\]|\\.){0,2000})"')
 
 
@@ -224,6 +254,8 @@ def from_registry(text: str, status: int | None, service: str) -> Failure:
         else:
             failure.code, failure.message = _daemon_code(text)
         failure.status = status or _embedded_status(text)
+        if not _WEB_PAGE.search(text):  # a bare 401/403 from the registry says what its code would; a page is no registry's
+            failure.code = failure.code or _CODE_OF_STATUS.get(failure.status, "")
         if xml := _XML_CODE.search(text):  # Cloud Storage, serving a layer
             failure.metadata["storage_code"] = xml["code"]
             failure.message = " ".join(part for part in (xml["message"], xml["details"]) if part) or failure.message
@@ -283,6 +315,9 @@ def _daemon_code(text: str) -> tuple[str, str]:
         if best is None or at < best[0]:
             best = (at, code)
     return (best[1], text[best[0]:].strip()) if best else ("", text)
+
+
+_CODE_OF_STATUS = {401: "UNAUTHORIZED", 403: "DENIED"}  # the distribution spec's code for each refusal status
 
 
 def _embedded_status(text: str) -> int | None:

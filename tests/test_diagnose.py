@@ -121,7 +121,7 @@ REASON_LINES = {
     "BILLING_DISABLED": ["Billing is disabled for project other-proj", "`gcloud billing projects describe other-proj`",
                          "link an open billing account"],
     "SECURITY_POLICY_VIOLATED": ["VPC Service Controls", "around project other-proj", "IAM grants cannot fix this",
-                                 f"admits {PRINCIPAL} to pubsub.googleapis.com", "unique ID VPC-UID-4f2a"],
+                                 "to pubsub.googleapis.com", "unique ID VPC-UID-4f2a"],
     "RESOURCE_USAGE_RESTRICTION_VIOLATED": ORG_POLICY,
     "LOCATION_POLICY_VIOLATED": ORG_POLICY,
     "ORG_POLICY": ORG_POLICY,
@@ -401,3 +401,12 @@ def test_gcloud_accepts_every_kind_of_command_these_lines_print():
         verdicts = dict(zip(fullest.values(), pool.map(gcloud_verdict, fullest.values()), strict=True))
     refused = {command: stderr.splitlines()[-1] if stderr else "" for command, (ok, stderr) in verdicts.items() if not ok}
     assert not refused, refused
+
+
+def test_a_vpc_service_controls_ingress_rule_names_who_the_refused_request_spoke_for():
+    """At STS and IAM Credentials the request carries the step's federated identity (the service account's token does
+    not exist yet): the ingress rule must admit it; at the registry, the service account whose token it is."""
+    body = rpc(403, "PERMISSION_DENIED", "Request is prohibited by organization's policy.", "SECURITY_POLICY_VIOLATED", **METADATA)
+    for line in (sts(body, 403), iam(body, 403)):
+        assert "admits the step's federated identity (principalSet://iam.googleapis.com/" in line and PRINCIPAL not in line, line
+    assert f"admits {PRINCIPAL} to" in token_service(403, json.dumps(body))

@@ -101,3 +101,51 @@ def test_a_json_404_is_still_googles_answer_about_the_account():
 def test_a_web_page_refusing_the_client_is_not_read_as_a_wrong_root():
     page = FRONT_END_404.replace("404", "403").replace("Not Found", "Forbidden")
     assert "no API is at" not in iam({"message": page}, 403) and "web page" not in sts({"message": page}, 403)
+
+
+# --- classes an independent review found with probes the suite had never seen ------------------------------------------
+
+def _bad_request(field: str, description: str) -> dict:
+    return {"error": {"code": 400, "message": "Request contains an invalid argument.", "status": "INVALID_ARGUMENT", "details": [
+        {"@type": "type.googleapis.com/google.rpc.BadRequest", "fieldViolations": [{"field": field, "description": description}]}]}}
+
+
+def test_the_field_google_names_in_a_bad_request_decides_the_variable_to_check():
+    assert "ID_TOKEN_AUDIENCE" in iam(_bad_request("audience", "Invalid audience."), 400, method="generateIdToken")
+    line = iam(_bad_request("scope", "Invalid scope."), 400)
+    assert "check ACCESS_TOKEN_SCOPES" in line, line
+    line = iam(_bad_request("lifetime", "Access tokens can not have lifetimes of more than 1 hour."), 400,
+               cfg=settings_for(ACCESS_TOKEN_LIFETIME="7200s"))
+    assert "constraints/iam.allowServiceAccountCredentialLifetimeExtension" in line and "ACCESS_TOKEN_SCOPES" not in line, line
+
+
+def test_an_account_id_in_the_wrong_form_points_at_the_account_first():
+    line = iam(rpc(400, "INVALID_ARGUMENT", f"Invalid form of account ID {SA}. Should be [Gaia ID |Email |Unique ID |] of the account"), 400)
+    assert "SERVICE_ACCOUNT and DELEGATES are plain service account e-mails" in line and "ACCESS_TOKEN_SCOPES" not in line, line
+
+
+def test_the_project_a_policy_refusal_names_is_the_one_checked():
+    body = {"error": {"code": 403, "status": "PERMISSION_DENIED", "message": "Request is disallowed by organization's "
+                      "constraints/gcp.restrictServiceUsage constraint for 'projects/555666777888' attempting to use service "
+                      "'iamcredentials.googleapis.com'.", "details": [{"@type": "type.googleapis.com/google.rpc.PreconditionFailure",
+                      "violations": [{"type": "constraints/gcp.restrictServiceUsage", "subject": "orgpolicy:projects/555666777888"}]}]}}
+    line = iam(body, 403)
+    assert "--project=555666777888" in line and "--project=123456789012" not in line, line
+
+
+@pytest.mark.parametrize("words, attribute", [("The mapped attribute 'google.subject' must be of type STRING.", "google.subject"),
+                                              ("The mapped attribute 'attribute.branch' must not be empty.", "attribute.branch")])
+def test_a_mapping_google_cannot_use_names_the_attribute_and_the_mapping_fix(words, attribute):
+    line = sts({"error": "unauthorized_client", "error_description": words}, 400)
+    assert f"makes {attribute} something Google cannot use" in line and "--attribute-mapping=" in line, line
+
+
+def test_an_oversized_attribute_is_the_one_google_names():
+    line = sts({"error": "invalid_grant", "error_description": "The size of mapped attribute attribute.branch_name exceeds the "
+                "127 bytes limit."}, 400)
+    assert "attribute.branch_name is the one Google names" in line and "sub is" not in line, line
+
+
+def test_an_unreachable_bitbucket_issuer_is_the_providers_issuer_or_passing_trouble():
+    line = sts({"error": "invalid_grant", "error_description": "Error connecting to the given credential's issuer."}, 400)
+    assert "issuer URI is exactly https://api.bitbucket.org/" in line and "rerun the step" in line, line

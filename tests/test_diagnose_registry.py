@@ -248,3 +248,81 @@ def test_every_registry_code_a_pull_can_meet_has_its_own_line_in_json_and_in_the
         assert not line.startswith(f"Pulling {IMAGE.display} failed ("), line  # the generic line: no cause named
         if code not in ("DENIED", "UNAUTHORIZED"):
             assert not any(grant in line for grant in GRANTS), line
+
+
+# --- classes an independent review found with probes the suite had never seen ------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    'failed to resolve reference "us-docker.pkg.dev/img-proj/tools/builder:1.4": pulling from host us-docker.pkg.dev '
+    "failed with status code [manifests 1.4]: 403 Forbidden",
+    'failed to resolve reference "us-docker.pkg.dev/img-proj/tools/builder:1.4": failed to authorize: failed to fetch oauth '
+    "token: unexpected status from GET request to https://us-docker.pkg.dev/v2/token?scope=repository%3Aimg-proj%2Ftools"
+    "%2Fbuilder%3Apull&service=us-docker.pkg.dev: 403 Forbidden",
+    "unexpected status from HEAD request to https://us-docker.pkg.dev/v2/img-proj/tools/builder/manifests/1.4: 403 Forbidden",
+])
+def test_a_bare_403_in_containerds_words_is_a_refusal_with_its_two_causes(text):
+    line = pull(text)
+    assert "image or tag that does not exist" in line and "roles/artifactregistry.reader" in line, line
+
+
+def test_iam_permission_denied_in_error_info_names_the_permission_and_repository_from_its_metadata():
+    body = {"error": {"code": 403, "message": "The caller does not have permission", "status": "PERMISSION_DENIED", "details": [
+        {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "IAM_PERMISSION_DENIED", "domain": "artifactregistry.googleapis.com",
+         "metadata": {"permission": "artifactregistry.repositories.downloadArtifacts",
+                      "resource": "projects/img-proj/locations/us/repositories/tools"}}]}}
+    line = token_service(403, json.dumps(body))
+    assert "denied artifactregistry.repositories.downloadArtifacts on projects/img-proj/locations/us/repositories/tools" in line
+    assert "--role=roles/artifactregistry.reader" in line
+
+
+@pytest.mark.parametrize("reference, host", [("registry.internal.exmaple.com/team/app:1", "registry.internal.exmaple.com"),
+                                              ("ghrc.io/nokia/srlinux:1", "ghrc.io")])
+def test_a_host_outside_google_that_does_not_exist_is_the_host_to_fix_never_a_rerun(reference, host):
+    for resolver in (" on 169.254.169.254:53", " on [fd00::53]:53", ""):
+        line = _pull_from(reference, f'Get "https://{host}/v2/": dial tcp: lookup {host}{resolver}: no such host', retry.NETWORK)
+        assert f"The registry host {host} does not resolve" in line and "RETRY_MAX_ATTEMPTS" not in line, line
+    assert "looks like a slip for ghcr.io" in _pull_from("ghrc.io/nokia/srlinux:1", 'lookup ghrc.io on 10.0.0.2:53: no such host')
+
+
+@pytest.mark.parametrize("text, says", [
+    ("failed to register layer: Error processing tar file(exit status 1): container id 1000000 cannot be mapped to a host id",
+     "above 65535"),
+    ("failed to register layer: ApplyLayer exit status 1 stdout:  stderr: Container ID 165536 cannot be mapped to a host ID",
+     "above 65535"),
+    ("failed to register layer: write /usr/lib/x86_64-linux-gnu/libcuda.so: no space left on device", "ran out of disk"),
+    ("filesystem layer verification failed for digest sha256:" + "5" * 64, "arrived different from its digest"),
+])
+def test_a_failure_on_the_daemons_own_side_is_said_as_such(text, says):
+    line = pull(text)
+    assert says in line and "IMAGE" in line, line
+    not_a_grant_nor_a_retry(line)
+
+
+@pytest.mark.parametrize("page, says", [
+    ("<html><head><title>Access Denied</title></head><body>Access to the requested URL has been blocked by your "
+     "organization's web filtering policy.</body></html>", "a proxy or web filter"),
+    ("<!DOCTYPE html><html><title>Blocked</title><p>This site is blocked by Zscaler.</p></html>", "a proxy or web filter"),
+    ("<html><title>403 Forbidden</title><h2>Your client does not have permission to get URL <code>/v2/token</code> from "
+     "this server.</h2></html>", "Google's front end refused this client"),
+])
+def test_a_web_page_refusing_the_token_request_is_who_sent_it_not_a_grant(page, says):
+    line = token_service(403, page)
+    assert says in line, line
+    not_a_grant_nor_a_retry(line)
+
+
+@pytest.mark.parametrize("text, says", [
+    ('Get "https://registry.internal.example.com/v2/": tls: failed to verify certificate: x509: certificate signed by '
+     "unknown authority", "a certificate the Docker daemon does not trust"),
+    ('Get "https://registry.internal.example.com/v2/": http: server gave HTTP response to HTTPS client', "serves plain http"),
+])
+def test_tls_trouble_at_a_registry_outside_google_is_that_registrys(text, says):
+    line = _pull_from("registry.internal.example.com/team/app:1", text)
+    assert says in line and "publicly trusted certificate" in line and "Google's registries" not in line, line
+
+
+def test_a_remote_repositorys_upstream_limit_is_no_google_quota():
+    line = _pull_from("europe-docker.pkg.dev/acme-prod/dockerhub-remote/library/python:3.12",
+                      'Head "https://europe-docker.pkg.dev/v2/acme-prod/dockerhub-remote/library/python/manifests/3.12": unknown: '
+                      'failed to fetch "3.12" from upstream: toomanyrequests: You have reached your unauthenticated pull rate limit.')
+    assert "upstream credentials" in line and "Quotas" not in line, line

@@ -204,7 +204,19 @@ def test_several_oci_errors_are_joined_and_only_five_read():
 @pytest.mark.parametrize("body", ['{"errors": []}', '{"errors": "DENIED"}', '{"errors": ["DENIED"]}', '{"errors": {"code": "DENIED"}}'])
 def test_oci_bodies_without_an_error_object_are_read_as_text(body):
     failure = from_registry(body, 403, "r")
-    assert failure.code == "" and failure.message == body and failure.status == 403
+    assert failure.message == body and failure.status == 403
+    assert failure.code == "DENIED"  # no code in the body: the status's own, as the distribution spec pairs them
+
+
+@pytest.mark.parametrize("text, code", [
+    ('failed to resolve reference "us-docker.pkg.dev/p/r/i:1": pulling from host us-docker.pkg.dev failed with status code '
+     "[manifests 1]: 403 Forbidden", "DENIED"),
+    ("unexpected status from HEAD request to https://us-docker.pkg.dev/v2/p/r/i/manifests/1: 401 Unauthorized", "UNAUTHORIZED"),
+    ('Head "https://us-docker.pkg.dev/v2/p/r/i/manifests/1": Forbidden', ""),  # a bare phrase is a proxy's CONNECT answer
+    ("denied: requested access to the resource is denied", "DENIED"),
+])
+def test_a_bare_refusal_status_in_the_daemons_words_reads_as_its_code(text, code):
+    assert from_registry(text, None, "the registry").code == code
 
 
 def test_googles_envelope_from_a_registry_is_read_as_google():

@@ -91,6 +91,10 @@ ROUTES = {
     "Layer refused after the manifest": pull(),
     "The way to the registry": pull(),
     "Location not served": pull(),
+    "The docker service's own side": pull(),
+    "A remote repository's upstream": lambda example: diagnose_registry.pull_error(
+        f'Head "https://europe-docker.pkg.dev/v2/acme/hub/library/python/manifests/3.12": {example}',
+        parsers.image("IMAGE", "europe-docker.pkg.dev/acme/hub/library/python:3.12"), PRINCIPAL),
     "A registry outside Google refused": lambda example: diagnose_registry.pull_error(
         f'Head "https://ghcr.io/v2/acme/app/manifests/1": {example}', parsers.image("IMAGE", "ghcr.io/acme/app:1"), PRINCIPAL),
     "Nothing answers at the host": lambda example: diagnose_registry.pull_error(
