@@ -265,10 +265,23 @@ def _scope_insufficient(failure: Failure, context: Context) -> str:
 
 
 def _token_expired(failure: Failure, context: Context) -> str:
+    if failure.service == "Google STS":  # no access token exists yet at STS: the expired token is the step's
+        return step_token_expired(failure, context)
     return (
         f"{failure.service} says the access token expired (Google: {said(failure)}): a long pull or run outlived it; rerun "
         "the step, or raise ACCESS_TOKEN_LIFETIME."
     )
+
+
+def step_token_expired(failure: Failure, context: Context) -> str:
+    """Google says the step's OIDC token is expired or not yet valid: Bitbucket's token lasts about an hour."""
+    step = context.step
+    times = f"iat {step.claim('iat')}, exp {step.claim('exp')}; " if step else ""
+    return (
+        f"Google says the step's OIDC token is expired or not yet valid ({times}Google: {said(failure)}): Bitbucket's "
+        "token lasts about an hour from the start of the step, so run the pipe earlier in the step or in its own step "
+        "with `oidc: true`; if OIDC_TOKEN is set, it must be this step's token, not one saved earlier; a fresh token "
+        "refused this way means the step's clock is off.")
 
 
 def _suspended(failure: Failure, context: Context) -> str:
@@ -349,6 +362,11 @@ REASONS = {
 
 def transient(failure: Failure, pulling: str | None = None) -> str:
     """Google's or the registry's own trouble, or the network's, that outlasted the retries: not the user's configuration."""
+    if failure.transient == retry.THROTTLED and pulling and failure.service.startswith("the registry "):
+        return (  # a registry outside Google: its own limit (Docker Hub's lasts hours), which no Google quota raises
+            f"{failure.service.removeprefix('the registry ')} is limiting pulls of {pulling} ({said(failure)}) even after "
+            "retries: that registry's own limit, which no Google quota raises; wait for it to reset, or copy the image "
+            "to Artifact Registry (or a remote repository there with upstream credentials) and change IMAGE.")
     if failure.transient == retry.THROTTLED:
         who = f"{failure.service}, serving {pulling}," if pulling else failure.service
         return (

@@ -9,7 +9,7 @@ import re
 
 from pipe import config, gcloud, service_accounts, shown, urls
 from pipe.config import Config
-from pipe.diagnose import DOCTOR, PROPAGATION, Context, explain, one_line, said
+from pipe.diagnose import DOCTOR, PROPAGATION, Context, explain, one_line, said, step_token_expired
 from pipe.error_models import Failure, from_google
 from pipe.oidc import StepToken
 from pipe.provider import named_by_audience
@@ -32,6 +32,21 @@ def _no_api_there(failure: Failure, context: Context) -> str | None:
     return (f"{failure.service} answered with a web page, not the API's answer ({said(failure)}): no API is at {name} "
             f"{root}{f' (set by {chooser})' if chooser != name else ''}; set {name} to the API's root, {google} for "
             "Google (the pipe adds the path), or unset it.")
+
+
+def _page_in_between(failure: Failure, context: Context) -> str | None:
+    """A web page refusing the request where Google's API answers in JSON (a proxy's or web filter's block page):
+    nothing about the provider, the account or the grants can be read from it. 404/405 pages are _no_api_there's."""
+    if failure.get("answer") != "web page" or failure.status in (404, 405) or failure.transient:
+        return None
+    host = urls.parse(context.cfg.sts_endpoint if failure.service == "Google STS" else context.cfg.iam_endpoint)
+    if failure.get("page") == "Google's":
+        return (f"Google's front end refused this client with its own page ({said(failure)}) before {failure.service} read "
+                "the request: no provider, grant or variable changes that; it judges the client's address or the request's "
+                "shape, so check that nothing between the step and Google rewrites requests, or run the step on another runner.")
+    return (f"Something between the step and {failure.service} answered with its own web page ({said(failure)}): a proxy "
+            "or web filter blocks or replaces Google's answers, which no grant or provider setting changes; check HTTPS_PROXY "
+            f"and NO_PROXY, or have {host.host if host else 'the endpoint'} allowed there.")
 
 
 # --- Google STS ---------------------------------------------------------------------------------------------------
@@ -66,7 +81,9 @@ def _sts_audience_invalid(failure: Failure, context: Context) -> str | None:
 
 
 def _sts_no_provider(failure: Failure, context: Context) -> str | None:
-    if failure.code != "invalid_target" and "target service indicated" not in failure.message:
+    """invalid_target, or a JSON 404 (NOT_FOUND) from STS: the only thing STS looks up is the provider."""
+    not_found = (failure.status == 404 or failure.code == "NOT_FOUND") and failure.get("answer") != "web page"
+    if failure.code != "invalid_target" and "target service indicated" not in failure.message and not not_found:
         return None
     p = context.cfg.provider
     return (
@@ -122,19 +139,21 @@ def _sts_issuer(failure: Failure, context: Context) -> str | None:
     )
 
 
+# Google's words at STS about the step token itself (no access token exists yet): its time, its signature.
+_STEP_TOKEN_TIME = re.compile(r"stale to sign-in|ID Token (?:has )?expired|(?:ID Token|token) is not yet valid"
+                              r"|Token used too (?:late|early)|issued (?:at a time )?in the future", re.I)
+_STEP_TOKEN_SIGNATURE = re.compile(r"Unable to verify the ID Token signature|JWT signature|\bJWKS?\b|could not be verified", re.I)
+
+
 def _sts_token_rejected(failure: Failure, context: Context) -> str | None:
     step, p, message = context.step, context.cfg.provider, failure.message
-    if "stale to sign-in" in message:
-        return (
-            f"Google says the step's OIDC token is expired or not yet valid (iat {step.claim('iat')}, exp {step.claim('exp')}; "
-            f"Google: {said(failure)}): Bitbucket's token lasts about an hour from the start of the step, so run the pipe "
-            "earlier in the step or in its own step with `oidc: true`; if OIDC_TOKEN is set, it must be this step's token, "
-            "not one saved earlier; a fresh token refused this way means the step's clock is off.")
+    if _STEP_TOKEN_TIME.search(message):
+        return step_token_expired(failure, context)
     if "Unable to parse the ID Token" in message:
         return (f"Google STS could not parse the step's OIDC token as a JWT (Google: {said(failure)}): pass "
                 "$BITBUCKET_STEP_OIDC_TOKEN unchanged, with no quotes, spaces or extra characters (check OIDC_TOKEN if you set it).")
     iss = step.claim("iss")
-    if "Unable to verify the ID Token signature" in message:
+    if _STEP_TOKEN_SIGNATURE.search(message):
         return (
             f"Google could not verify the step token's signature with the keys provider {p.provider_id} holds for {iss} "
             f"(Google: {said(failure)}): if the provider has uploaded keys (--jwk-json-path), they are out of date; upload the "
@@ -157,6 +176,12 @@ def _sts_token_rejected(failure: Failure, context: Context) -> str | None:
 
 def _sts_condition(failure: Failure, context: Context) -> str | None:
     step, p = context.step, context.cfg.provider
+    if evaluated := _CONDITION_FAILED.search(failure.message):  # the condition read a claim this token lacks
+        return (f"Provider {p.provider_id}'s attribute condition could not be evaluated for this step's token (Google: "
+                f"{said(failure)}): it reads {evaluated['key'] or 'a claim'} that this token does not carry (Bitbucket "
+                "leaves out deploymentEnvironmentUuid outside deployments, for one); guard it with has(), as in "
+                f"`has(assertion.{evaluated['key'] or 'branchName'}) && …`, with "
+                f"`{gcloud.provider('update-oidc', p, '--attribute-condition=' + gcloud.arg('CONDITION'))}`.")
     if "rejected by the attribute condition" in failure.message:
         condition = gcloud.arg(f"assertion.repositoryUuid == '{step.claim('repositoryUuid')}'")
         return (
@@ -189,11 +214,13 @@ def _sts_condition(failure: Failure, context: Context) -> str | None:
     return None
 
 
+_CONDITION_FAILED = re.compile(r"(?:Failed to evaluate|error evaluating|evaluation of) the attribute condition"
+                               r"(?:[^.]{0,100}?no such key:? '?(?P<key>[A-Za-z_][\w]{0,60}))?", re.I)
 _MAPPED_ATTRIBUTE = re.compile(r"The mapped attribute '?(?P<attribute>(?:google|attribute)\.[\w.]{1,100})'? must (?:be|not)")
 _ATTRIBUTE_NAMED = re.compile(r"mapped attribute '?(?P<attribute>(?:google|attribute)\.[\w.]{1,100})'? exceeds")
 
 
-_STS_RULES = (_no_api_there, _sts_empty, _sts_audience_invalid, _sts_no_provider, _sts_audience_mismatch, _sts_issuer,
+_STS_RULES = (_no_api_there, _page_in_between, _sts_empty, _sts_audience_invalid, _sts_no_provider, _sts_audience_mismatch, _sts_issuer,
               _sts_token_rejected, _sts_condition)
 
 
@@ -211,7 +238,7 @@ def _sts_unknown(failure: Failure, context: Context) -> str:
 def iam_error(body: dict, cfg: Config, step: StepToken, method: str = "generateAccessToken", status: int | None = None) -> str:
     failure = from_google(body, status, "IAM Credentials")
     context = Context(cfg, step)
-    explained = explain(failure, context, (_no_api_there, _iam_not_found, _iam_unauthenticated))
+    explained = explain(failure, context, (_no_api_there, _page_in_between, _iam_not_found, _iam_unauthenticated))
     if not explained and (failure.status == 403 or failure.code == "PERMISSION_DENIED" or failure.reason == "IAM_PERMISSION_DENIED"
                           or "denied on resource" in failure.message or "does not have permission" in failure.message):
         explained = _impersonation_denied(cfg, context.step, method, failure)
@@ -262,6 +289,10 @@ def _iam_not_found(failure: Failure, context: Context) -> str | None:
     named = missing[1].strip(".,;:'\"()[]") if missing else ""
     who = named if service_accounts.is_email(named) else cfg.service_account
     chain = f" (or one of DELEGATES: {', '.join(cfg.delegates)})" if cfg.delegates and not missing else ""
+    if who in cfg.delegates:  # Google names the missing hop: it is DELEGATES' to fix
+        return (f"Service account {who}, listed in DELEGATES, was not found (HTTP {failure.status or 404}: "
+                f"{shown.clipped(failure.message or 'no message', 300)}): check that e-mail in DELEGATES for a typo, another "
+                f"project or a deleted account with `{gcloud.service_account('describe', who)}`.")
     return (
         f"Service account {who}{chain} was not found (HTTP {failure.status or 404}: {shown.clipped(failure.message or 'no message', 300)}): "
         f"check the e-mail in SERVICE_ACCOUNT for a typo, another project or a deleted account with "

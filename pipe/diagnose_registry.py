@@ -128,7 +128,8 @@ def _grant(repo: google_registries.Repository, role: str, context: Context) -> s
                              f"--role={role}", f"--member={gcloud.arg(context.identity)}")
 
 
-_REFUSED = re.compile(r"\b(?:unauthori[sz]ed|denied|forbidden|authentication required)\b", re.I)
+_REFUSED = re.compile(r"\b(?:unauthori[sz]ed|denied|forbidden|authentication required|no basic auth credentials"
+                      r"|not authori[sz]ed)\b", re.I)
 
 
 def _outside_google(failure: Failure, context: Context) -> str | None:
@@ -296,8 +297,21 @@ def _schema_1(failure: Failure, context: Context) -> str | None:
             "OCI) and point IMAGE at it.")
 
 
+# An artifact that is no container image (an attestation, a signature, a Helm chart, …), by its media type.
+_NOT_AN_IMAGE = re.compile(r"application/vnd\.(?!docker\.(?:distribution|container)|oci\.image)(?P<type>[a-z0-9][\w.+-]{0,100})")
+_NO_PLATFORM = re.compile(r"no matching manifest for|cannot be used on this platform|no match for platform in manifest")
+
+
+def _not_an_image(failure: Failure, context: Context) -> str | None:
+    if not (found := _NOT_AN_IMAGE.search(failure.message)):
+        return None
+    return (f"IMAGE {context.image.display} names an artifact of type application/vnd.{found['type']}, not a container "
+            f"image ({said(failure)}): point IMAGE at the image itself (its tag, or the digest of its image index or of its "
+            "linux/amd64 manifest), not at an attestation, a signature or a chart stored beside it.")
+
+
 def _platform(failure: Failure, context: Context) -> str | None:
-    if "no matching manifest for" not in failure.message and "cannot be used on this platform" not in failure.message:
+    if not _NO_PLATFORM.search(failure.message):
         return None
     return (f"{context.image.display} has no variant for the docker service's platform (Google: {said(failure)}): "
             "Bitbucket's cloud steps are linux/amd64; push a linux/amd64 (or multi-platform) image and point IMAGE at it.")
@@ -409,8 +423,8 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
         return _outside_google_tls(host, failure, plain=bool(_PLAIN_HTTP.search(text)))
     if _UNTRUSTED.search(text):
         return (f"The Docker daemon did not trust the certificate {host} presented ({said(failure)}): Google's registries "
-                "serve publicly trusted certificates, so something between the step and Google (a TLS-inspecting proxy or "
-                "firewall on a self-hosted runner) replaced it, or IMAGE names a host that is not Google's; pull directly, or "
+                "serve publicly trusted certificates, so something between the step and Google (a TLS-inspecting proxy, "
+                "check HTTPS_PROXY, or a firewall on a self-hosted runner) replaced it, or IMAGE names a host that is not Google's; pull directly, or "
                 f"install that proxy's CA for the daemon (/etc/docker/certs.d/{host}/ca.crt).")
     if _PLAIN_HTTP.search(text):
         return (f"{host} does not speak https ({said(failure)}): Google's registries always do, so IMAGE names a host or port "
@@ -446,7 +460,8 @@ def _outside_google_tls(host: str, failure: Failure, plain: bool) -> str:
 
 
 # Failures on the daemon's own side, after the download: nothing about the registry or the credentials.
-_UNMAPPABLE_ID = re.compile(r"container id \d{1,20} cannot be mapped to a host id", re.I)
+_UNMAPPABLE_ID = re.compile(r"container id \d{1,20} cannot be mapped to a host id"
+                            r"|failed to register layer:[^\n]{0,300}?lchown [^:\n]{1,300}: invalid argument", re.I)
 _NO_SPACE = re.compile(r"no space left on device", re.I)
 _LAYER_VERIFICATION = re.compile(r"filesystem layer verification failed", re.I)
 
@@ -482,10 +497,10 @@ def _upstream(failure: Failure, context: Context) -> str | None:
     return (f"The remote repository behind {context.image.display} could not fetch it from its upstream ({said(failure)}): "
             + ("the upstream is limiting pulls (Docker Hub's pull limit, for one), which no Google quota raises: give the "
                "remote repository upstream credentials, or rerun once the limit resets; " if throttled else
-               "check the image exists upstream and the repository's upstream credentials; ")
+               "check that the image and tag IMAGE names exist upstream, and the repository's upstream credentials; ")
             + f"{settings}.")
 
 
 _REGISTRY_RULES = (_not_the_registrys_page, _upstream, _daemon_side, _storage, _storage_permission, _repository_denied, _layer_denied,
-                   _legacy_v1, _token_fetch, _token_mismatch, _schema_1, _platform,
+                   _legacy_v1, _token_fetch, _token_mismatch, _schema_1, _platform, _not_an_image,
                    _missing, _content_refused, _outside_google, _legacy_denied, _unauthorized, _unresolved, _connection_setup, _nothing_answers)

@@ -184,6 +184,8 @@ def _read_violations(failure: Failure, details: list[dict]) -> str:
             if isinstance(violation, dict):
                 if key == "fieldViolations" and _FIELD_FORM.fullmatch(_text(violation.get("field"))):
                     failure.metadata.setdefault("field", _text(violation.get("field")))
+                    if _text(violation.get("field")).split(".")[-1] == "lifetime":  # the field decides, not its words
+                        failure.reason = failure.reason or "LIFETIME_OVER_ONE_HOUR"
                 said += [_text(violation.get("subject")), _text(violation.get("description"))]
     return " ".join(part for part in said if part)[:2000]
 

@@ -17,6 +17,9 @@ _ARTIFACT_REGISTRY_HOST = re.compile(_LOCATED + r"-docker\.pkg\.dev")
 _PROJECT = re.compile(r"(?:[a-z][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{4,28}[a-z0-9]|[0-9]{1,20}")
 _REPOSITORY = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
 _LOCATION = re.compile(r"[a-z][a-z0-9-]{0,40}[a-z0-9]")
+# How every Google Cloud location is named: a region (us-central1, europe-west4, northamerica-northeast2, me-central2)
+# or a multi-region (us, europe, asia).
+_LOCATION_NAME = re.compile(r"[a-z]{2,20}-[a-z]{2,20}[0-9]{1,2}|us|europe|asia")
 
 
 DOCKER_HUB = "docker.io"
@@ -46,8 +49,13 @@ def docker_host_problem(host: str) -> str | None:
     LOCATION-docker.pkg.dev only; the other LOCATION-FORMAT.pkg.dev hosts serve npm, Python, Maven, … packages, and
     anything else under pkg.dev (docker.pkg.dev itself) is no registry: a pull would only time out or fail to resolve."""
     name = host.lower()
-    if ":" in name or not (name == "pkg.dev" or name.endswith(".pkg.dev")) or _ARTIFACT_REGISTRY_HOST.fullmatch(name):
+    if ":" in name or not (name == "pkg.dev" or name.endswith(".pkg.dev")):
         return None
+    if located := _ARTIFACT_REGISTRY_HOST.fullmatch(name):
+        if _LOCATION_NAME.fullmatch(located["location"]):
+            return None
+        return (f"{located['location']} is no Google Cloud location, so {name} resolves nowhere: regions are named like "
+                "us-central1 or europe-west4 (a word, a dash, a direction and a number), multi-regions us, europe or asia")
     if meant := likely_meant(name):
         return f"{name} is no registry host; it looks like a slip for {meant}"
     if dotted := _DOTTED_DOCKER_HOST.fullmatch(name):

@@ -41,7 +41,8 @@ _DAEMON_NETWORK = re.compile(
     r"\bEOF\b|i/o timeout|Client\.Timeout exceeded|TLS handshake timeout|connection reset|connection refused|"
     r"broken pipe|context deadline exceeded|request canceled|server sent GOAWAY|stream error|timeout awaiting|"
     r"temporary failure in name resolution|server misbehaving|network is unreachable|no route to host|timed out|"
-    r"client connection lost|use of closed network connection|server closed idle connection|connection aborted|no such host",
+    r"client connection lost|use of closed network connection|server closed idle connection|connection aborted|no such host"
+    r"|connectex: |did not properly respond after a period of time",  # Windows' words for a refused or timed-out connect
     re.IGNORECASE)
 
 

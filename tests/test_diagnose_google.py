@@ -100,7 +100,17 @@ def test_a_json_404_is_still_googles_answer_about_the_account():
 
 def test_a_web_page_refusing_the_client_is_not_read_as_a_wrong_root():
     page = FRONT_END_404.replace("404", "403").replace("Not Found", "Forbidden")
-    assert "no API is at" not in iam({"message": page}, 403) and "web page" not in sts({"message": page}, 403)
+    for line in (iam({"message": page}, 403), sts({"message": page}, 403)):
+        assert "no API is at" not in line and "Google's front end refused this client" in line, line
+
+
+@pytest.mark.parametrize("page", ["<html><title>ERROR: The requested URL could not be retrieved</title><p>Access control "
+                                  "configuration prevents your request from being allowed at this time.</p></html>",
+                                  "<!DOCTYPE html><html><title>Blocked</title><p>This site is blocked by Zscaler.</p></html>"])
+def test_a_proxys_block_page_at_sts_or_iam_is_the_proxy_not_the_provider(page):
+    for line in (iam({"message": page}, 403), sts({"message": page}, 403)):
+        assert "a proxy or web filter" in line and "HTTPS_PROXY" in line and "--allowed-audiences" not in line, line
+        assert "add-iam-policy-binding" not in line
 
 
 # --- classes an independent review found with probes the suite had never seen ------------------------------------------
@@ -149,3 +159,40 @@ def test_an_oversized_attribute_is_the_one_google_names():
 def test_an_unreachable_bitbucket_issuer_is_the_providers_issuer_or_passing_trouble():
     line = sts({"error": "invalid_grant", "error_description": "Error connecting to the given credential's issuer."}, 400)
     assert "issuer URI is exactly https://api.bitbucket.org/" in line and "rerun the step" in line, line
+
+
+@pytest.mark.parametrize("words", ["ID Token expired at 1790003600. Token used too late, current time is 1790004511.",
+                                   "ID Token is not yet valid: issued at 1790000000, current time 1789999874.",
+                                   "ID Token issued at 1790000000 is stale to sign-in."])
+def test_at_sts_an_expired_or_early_token_is_the_steps_never_the_access_tokens(words):
+    line = sts({"error": "invalid_grant", "error_description": words}, 400)
+    assert "step's OIDC token is expired or not yet valid" in line and "ACCESS_TOKEN_LIFETIME" not in line, line
+
+
+def test_at_sts_a_signature_or_keys_refusal_is_the_providers_keys():
+    line = sts({"error": "invalid_grant", "error_description": "Invalid JWT signature: the ID Token could not be verified with "
+                "the JWKS configured on the provider."}, 400)
+    assert "keys.json" in line and "uploaded keys" in line, line
+
+
+def test_a_condition_that_cannot_be_evaluated_names_the_missing_claim_and_has():
+    line = sts({"error": "unauthorized_client", "error_description": "Failed to evaluate the attribute condition: no such key: "
+                "branchName"}, 400)
+    assert "reads branchName" in line and "has(assertion.branchName)" in line, line
+
+
+def test_a_json_not_found_from_sts_is_the_provider():
+    line = sts({"error": {"code": 404, "status": "NOT_FOUND", "message": "Requested entity was not found."}}, 404)
+    assert "found no active workload identity provider" in line and "WORKLOAD_IDENTITY_PROVIDER" in line, line
+
+
+def test_a_lifetime_field_violation_is_the_lifetime_whatever_its_description_names():
+    line = iam(_bad_request("lifetime", "Lifetime must be at most 3600s unless the service account is listed in "
+                            "constraints/iam.allowServiceAccountCredentialLifetimeExtension."), 400,
+               cfg=settings_for(ACCESS_TOKEN_LIFETIME="7200s"))
+    assert "ACCESS_TOKEN_LIFETIME to 3600s or less" in line and "organization policy administrator" not in line, line
+
+
+def test_a_missing_account_google_names_from_delegates_is_said_to_be_in_delegates():
+    line = iam(rpc(404, "NOT_FOUND", f"Not found; Gaia id not found for email {HOP}"), 404, cfg=settings_for(DELEGATES=HOP))
+    assert f"{HOP}, listed in DELEGATES, was not found" in line and "check that e-mail in DELEGATES" in line, line

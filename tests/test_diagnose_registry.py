@@ -326,3 +326,34 @@ def test_a_remote_repositorys_upstream_limit_is_no_google_quota():
                       'Head "https://europe-docker.pkg.dev/v2/acme-prod/dockerhub-remote/library/python/manifests/3.12": unknown: '
                       'failed to fetch "3.12" from upstream: toomanyrequests: You have reached your unauthenticated pull rate limit.')
     assert "upstream credentials" in line and "Quotas" not in line, line
+
+
+@pytest.mark.parametrize("text, says", [
+    ("no match for platform in manifest: not found", "has no variant for the docker service's platform"),
+    ("unsupported media type application/vnd.in-toto+json", "application/vnd.in-toto+json, not a container image"),
+    ('Encountered remote "application/vnd.cncf.helm.config.v1+json"(unknown) when fetching', "vnd.cncf.helm.config.v1+json"),
+    ("failed to register layer: ApplyLayer exit status 1 stdout:  stderr: lchown /home/app/.cache/pip: invalid argument",
+     "above 65535"),
+])
+def test_what_the_image_is_and_where_it_unpacks_in_containerds_and_dockers_other_words(text, says):
+    line = pull(text)
+    assert says in line and "IMAGE" in line, line
+    not_a_grant_nor_a_retry(line)
+
+
+def test_windows_words_for_a_failed_connect_are_a_network_failure():
+    text = ('Get "https://gcr.io/v2/": dial tcp 74.125.143.82:443: connectex: A connection attempt failed because the '
+            "connected party did not properly respond after a period of time")
+    assert retry.of_daemon(text) == retry.NETWORK
+
+
+def test_a_registry_outside_googles_own_pull_limit_is_no_google_quota():
+    line = _pull_from("registry-1.docker.io/library/python:3.12", 'Head "https://registry-1.docker.io/v2/library/python/'
+                      'manifests/3.12": toomanyrequests: You have reached your unauthenticated pull rate limit.', retry.THROTTLED)
+    assert line.startswith("registry-1.docker.io is limiting pulls") and "Quotas" not in line and "Artifact Registry" in line, line
+
+
+def test_a_registry_outside_google_asking_for_basic_auth_is_the_google_token_it_does_not_take():
+    line = _pull_from("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:1", 'Head "https://123456789012.dkr.ecr.eu-west-1.'
+                      'amazonaws.com/v2/app/manifests/1": no basic auth credentials')
+    assert "not a Google registry" in line and "REGISTRIES" in line, line

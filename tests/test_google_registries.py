@@ -93,3 +93,8 @@ def test_a_slip_in_artifact_registrys_suffix_names_the_located_host(location):
                                   "k8s.io", "quay.example.com", "x" * 253])
 def test_hosts_that_are_no_slip_are_left_alone(host):
     assert google_registries.likely_meant(host) is None and google_registries.mistyped(host) == ""
+
+
+@pytest.mark.parametrize("location", ["us-centrall", "eu", "useast1", "us-central", "europe-west-4", "central1"])
+def test_a_location_no_google_cloud_location_is_named_like_is_refused_before_any_call(location):
+    assert "is no Google Cloud location" in google_registries.docker_host_problem(f"{location}-docker.pkg.dev"), location

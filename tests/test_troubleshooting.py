@@ -85,6 +85,7 @@ ROUTES = {
     "Repository access": pull(),
     "No credentials reached the registry": pull(),
     "Image, tag or repository missing": pull(),
+    "Not a container image": pull(),
     "Image content refused": pull(),
     "Token not accepted by the registry": pull(),
     "Scopes": google_from_registry(403, "ACCESS_TOKEN_SCOPE_INSUFFICIENT", service="artifactregistry.googleapis.com"),
