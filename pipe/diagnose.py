@@ -267,6 +267,12 @@ def _scope_insufficient(failure: Failure, context: Context) -> str:
 def _token_expired(failure: Failure, context: Context) -> str:
     if failure.service == "Google STS":  # no access token exists yet at STS: the expired token is the step's
         return step_token_expired(failure, context)
+    if failure.service == "IAM Credentials":  # the federated token STS just issued, whose lifetime no variable sets
+        return (f"IAM Credentials says the federated token expired (Google: {said(failure)}): STS issued it moments "
+                "before, so most likely the runner's clock is off or the step stalled between the two calls; rerun the step.")
+    if failure.get("storage_code") == "ExpiredToken" or "signature expired" in failure.message.lower():
+        return (f"The signed URL a layer was downloaded from expired before the download finished (Google: {said(failure)}): "
+                "a slow or stalled download; rerun the step, and check the step's network if it keeps happening.")
     return (
         f"{failure.service} says the access token expired (Google: {said(failure)}): a long pull or run outlived it; rerun "
         "the step, or raise ACCESS_TOKEN_LIFETIME."

@@ -75,7 +75,21 @@ def _repository_denied(failure: Failure, context: Context) -> str | None:
         anonymous, permission, resource = False, failure.get("permission"), failure.get("resource")
     else:
         return None
-    repo = _resource(resource, failure, context)
+    if not permission.startswith("artifactregistry.") or "/repositories/" not in resource:
+        return _other_resource_denied(permission, resource, failure, context)
+    named = _resource(resource, failure, context)
+    # The text's own request names IMAGE's repository, and the denial another one: a virtual or remote repository's
+    # upstream. (A project may be written as its ID in one and its number in the other: only names that differ count.)
+    asked = google_registries.repository_of(failure.get("host"), failure.get("path")) if failure.get("path") else None
+    if named and asked and not anonymous and (
+            (named.location, named.repository) != (asked.location, asked.repository)
+            or (not named.project.isdigit() and not asked.project.isdigit() and named.project != asked.project)):
+        own = asked
+        return (f"Artifact Registry denied {permission} on {resource}, a repository IMAGE does not name ({said(failure)}): "
+                f"most likely {own.repository} is a virtual or remote repository reading it, which Artifact Registry's "
+                f"service agent of project {own.project} (service-PROJECT_NUMBER@gcp-sa-artifactregistry.iam.gserviceaccount.com) "
+                f"does, not {context.identity}: grant that agent roles/artifactregistry.reader on {named.resource}.")
+    repo = named
     role = "writer" if "upload" in permission else "reader"
     if repo:
         exists = f"`{gcloud.repository('describe', repo.repository, repo.project, repo.location)}`"
@@ -85,6 +99,11 @@ def _repository_denied(failure: Failure, context: Context) -> str | None:
     if anonymous:
         own_host = (repo.repository if repo.repository.endswith("gcr.io") else f"{repo.location}-docker.pkg.dev") if repo else (
             "LOCATION-docker.pkg.dev")
+        if own_host == context.image.host:  # IMAGE names the repository's own host: something on the way dropped them
+            return (f"Artifact Registry received no credentials for {context.image.display} (Google: {said(failure)}), though "
+                    f"the pipe hands the Docker daemon a registry token for {own_host}: a proxy or registry mirror between the "
+                    f"docker service and Google dropped the Authorization header; put {own_host} in NO_PROXY (and no mirror "
+                    "for it), and pull again. No grant helps a request that carried no credentials.")
         return (
             f"Artifact Registry received no credentials for {context.image.display} (Google: {said(failure)}): the pipe "
             f"hands the Docker daemon a registry token for {context.image.host} only, so the pull reached the registry by "
@@ -94,6 +113,41 @@ def _repository_denied(failure: Failure, context: Context) -> str | None:
         f"{context.identity} may not pull {context.image.display}: Artifact Registry denied {permission} on "
         f"{resource}, which also means the repository may not exist. Check it with {exists}: NOT_FOUND means fix the "
         f"project, location or repository in IMAGE; if it exists, grant it with {grant} ({PROPAGATION}).")
+
+
+def _other_resource_denied(permission: str, resource: str, failure: Failure, context: Context) -> str:
+    """A denial on something other than an Artifact Registry repository: the key that encrypts it, the bucket behind it."""
+    if permission.startswith("cloudkms."):
+        return _cmek(failure, context, f"Artifact Registry's service agent may not use the key {resource}")
+    return (f"The pull was refused {permission} on {resource} ({said(failure)}), which is not IMAGE's repository: "
+            f"{context.identity} (or the service that reads it for the registry) needs a role that holds {permission} on "
+            f"that resource; no Artifact Registry role on IMAGE's repository grants it.")
+
+
+def _cmek(failure: Failure, context: Context, what: str) -> str:
+    """The repository is encrypted with a customer-managed key (CMEK) the registry cannot use."""
+    gone = "DESTROYED" in failure.message or "destroyed" in failure.message
+    fix = ("the key version is destroyed, so the data under it is gone: push the image again to a repository with a live "
+           "key and change IMAGE" if gone else
+           "the key's administrator must enable the key version, and grant Artifact Registry's service agent "
+           "(service-PROJECT_NUMBER@gcp-sa-artifactregistry.iam.gserviceaccount.com) roles/cloudkms.cryptoKeyEncrypterDecrypter on it")
+    return (f"{context.image.display} is in a repository encrypted with a customer-managed Cloud KMS key, and {what} "
+            f"({said(failure)}): no role for {context.identity} fixes this; {fix}.")
+
+
+_KMS_KEY = re.compile(r"Cloud KMS key|cryptoKeys?/|cryptoKeyVersions/|\bCMEK\b", re.I)
+_TAG_GONE = re.compile(r"\bTag \S{1,200} was deleted or has expired|\btag \S{1,200} (?:was|has been) deleted", re.I)
+
+
+def _registry_says_why(failure: Failure, context: Context) -> str | None:
+    """An UNKNOWN (or uncoded) refusal whose words state the cause: a key, or a tag a cleanup policy removed."""
+    if _KMS_KEY.search(failure.message):
+        return _cmek(failure, context, "the registry could not use the key")
+    if _TAG_GONE.search(failure.message):
+        listing = f" (`{found}` lists what exists)" if (found := gcloud.images_list(context.image.host, context.image.path)) else ""
+        return (f"The tag in IMAGE {context.image.display} was deleted, by a person or a cleanup policy ({said(failure)}): "
+                f"point IMAGE at a tag or digest that exists{listing}, or push the image again.")
+    return None
 
 
 def _resource(resource: str, failure: Failure, context: Context) -> google_registries.Repository | None:
@@ -382,6 +436,11 @@ def _unresolved(failure: Failure, context: Context) -> str | None:
         return (f"The registry host {host} does not resolve ({said(failure)}): check the host in IMAGE and REGISTRIES"
                 f"{google_registries.mistyped(host) or ' for a typo'}; a name only your private network resolves needs a "
                 "self-hosted runner inside it.")
+    located = google_registries.repository_of(host, context.image.path) if own else None
+    if located and host not in google_registries.MULTI_REGION_HOSTS:  # Google's hosts resolve: a location may not exist
+        return (f"The step could not resolve {host} ({said(failure)}): most likely {located.location} is no location "
+                f"Artifact Registry serves, so fix the host in IMAGE (`{gcloud.artifact_locations(located.project)}` lists them); if it "
+                f"is one, the step's DNS failed for a while: rerun the step ({RETRY_BUDGET}).")
     typo = f"; if {host} is mistyped, fix the host in IMAGE (Artifact Registry's are LOCATION-docker.pkg.dev)" if own else ""
     return (
         f"The step could not resolve {host} (Google: {said(failure)}): most likely the step's DNS or network failed, "
@@ -390,7 +449,7 @@ def _unresolved(failure: Failure, context: Context) -> str | None:
 
 # Go's TLS and proxy errors: the connection was made but could not be trusted or was not TLS. Retrying never helps.
 _UNTRUSTED = re.compile(r"x509: |tls: failed to verify|certificate signed by unknown authority|certificate has expired"
-                        r"|certificate is (?:not )?valid for|tls: (?:bad certificate|handshake failure)")
+                        r"|certificate is (?:not )?valid for|tls: bad certificate")
 _PLAIN_HTTP = re.compile(r"server gave HTTP response to HTTPS client|first record does not look like a TLS handshake")
 # A proxy's refusal: Go's `proxyconnect`, or the bare reason phrase Go's transport makes of a CONNECT answered with
 # anything but 200 (`Head "<url>": Forbidden`, `…: Service Unavailable`): whatever the status, a registry's own answer
@@ -399,6 +458,8 @@ _REASON_PHRASES = sorted({status.phrase for status in HTTPStatus if status >= 30
 _PROXY = re.compile(r"proxyconnect tcp|Proxy Authentication Required"
                     rf"|https?://[^\s\"]{{1,2000}}\"?: (?P<phrase>{'|'.join(map(re.escape, _REASON_PHRASES))})\s*$")
 _SERVER_ERROR_PHRASES = {status.phrase for status in HTTPStatus if status >= 500}
+_TLS_ALERT = re.compile(r"remote error: tls: (?P<alert>[a-z ]{3,60})")  # the peer's alert: nothing was distrusted here
+_WRONG_NAME = re.compile(r"certificate is valid for (?P<names>[^\n]{1,300}?), not \S{1,253}")
 _CLOCK = re.compile(r"certificate has expired or is not yet valid|certificate is not yet valid")
 
 
@@ -407,6 +468,10 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
     host that does not speak TLS. Google's registries always serve a publicly trusted certificate over https."""
     text = failure.message
     host = failure.get("host") or context.image.host
+    if "proxyconnect tcp" in text and _PLAIN_HTTP.search(text):
+        return (f"HTTPS_PROXY names its proxy with https://, but the proxy speaks plain http ({said(failure)}): set "
+                "HTTPS_PROXY (in the step and the docker service) to http://HOST:PORT; the connection to the registry is "
+                "still TLS inside it.")
     if proxy := _PROXY.search(text):
         if proxy["phrase"] in _SERVER_ERROR_PHRASES:  # the proxy's own trouble, or its way to the registry's
             return (f"A proxy between the step and {host} answered {proxy['phrase']} instead of connecting ({said(failure)}): "
@@ -415,6 +480,15 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
         return (f"The proxy between the step and {host} refused the connection ({said(failure)}): check HTTPS_PROXY and "
                 "NO_PROXY in the step and the docker service, and the proxy's credentials; Google's registries need no proxy "
                 "on Bitbucket Cloud.")
+    if alert := _TLS_ALERT.search(text):
+        return (f"The TLS handshake with {host} was aborted by the other side (tls: {alert['alert']}; {said(failure)}): a "
+                "firewall, TLS-inspecting proxy or old proxy between the step and the host breaks TLS; exempt the host from "
+                "inspection, or check HTTPS_PROXY and NO_PROXY; Google's hosts speak current TLS, so a one-off may pass on "
+                "a rerun.")
+    if named := _WRONG_NAME.search(text):
+        return (f"The certificate presented for {host} is {named['names'][:120]}'s ({said(failure)}): something between the "
+                f"step and {host} (a TLS-inspecting proxy) answers in its place; exempt {host} from inspection or check "
+                "HTTPS_PROXY and NO_PROXY; Bitbucket's docker service cannot be given that proxy's CA.")
     if _CLOCK.search(text):
         return (f"The Docker daemon found {host}'s certificate expired or not yet valid ({said(failure)}): Google's "
                 "certificates are current, so most likely the runner's clock is wrong (check `date` and NTP on a self-hosted "
@@ -462,8 +536,9 @@ def _outside_google_tls(host: str, failure: Failure, plain: bool) -> str:
 # Failures on the daemon's own side, after the download: nothing about the registry or the credentials.
 _UNMAPPABLE_ID = re.compile(r"container id \d{1,20} cannot be mapped to a host id"
                             r"|failed to register layer:[^\n]{0,300}?lchown [^:\n]{1,300}: invalid argument", re.I)
+_DEVICE_NODE = re.compile(r"mknod \S{1,300}: operation not permitted", re.I)
 _NO_SPACE = re.compile(r"no space left on device", re.I)
-_LAYER_VERIFICATION = re.compile(r"filesystem layer verification failed", re.I)
+_LAYER_VERIFICATION = re.compile(r"filesystem layer verification failed|failed size validation|unexpected commit digest", re.I)
 
 
 def _daemon_side(failure: Failure, context: Context) -> str | None:
@@ -472,6 +547,10 @@ def _daemon_side(failure: Failure, context: Context) -> str | None:
         return (f"{image} has files owned by a user or group ID above 65535 ({said(failure)}): Bitbucket's docker service "
                 "runs with user namespaces and cannot map them; rebuild the image IMAGE names with every file owned by IDs of "
                 "65535 or less (chown in the Dockerfile, or build with --chown).")
+    if _DEVICE_NODE.search(text):
+        return (f"{image} contains device files, which Bitbucket's docker service cannot create: it runs with user "
+                f"namespaces ({said(failure)}); rebuild the image IMAGE names without device nodes (nothing under /dev in "
+                "its layers).")
     if _NO_SPACE.search(text):
         return (f"The docker service ran out of disk while storing {image} ({said(failure)}): make the image IMAGE names smaller, or "
                 "run the step where the daemon has more disk (a larger step size, or a self-hosted runner).")
@@ -501,6 +580,6 @@ def _upstream(failure: Failure, context: Context) -> str | None:
             + f"{settings}.")
 
 
-_REGISTRY_RULES = (_not_the_registrys_page, _upstream, _daemon_side, _storage, _storage_permission, _repository_denied, _layer_denied,
+_REGISTRY_RULES = (_not_the_registrys_page, _upstream, _daemon_side, _registry_says_why, _storage, _storage_permission, _repository_denied, _layer_denied,
                    _legacy_v1, _token_fetch, _token_mismatch, _schema_1, _platform, _not_an_image,
                    _missing, _content_refused, _outside_google, _legacy_denied, _unauthorized, _unresolved, _connection_setup, _nothing_answers)

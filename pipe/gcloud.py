@@ -102,6 +102,11 @@ def org_policy_describe(constraint: str, project: str) -> str:
     return f"gcloud resource-manager org-policies describe {arg(constraint)} --project={arg(project)} --effective"
 
 
+def artifact_locations(project: str) -> str:
+    """The locations Artifact Registry serves (gcloud needs a project to ask, any the caller may use)."""
+    return f"gcloud artifacts locations list --project={arg(project)}"
+
+
 def gcr_migrate(project: str) -> str:
     """Container Registry's move to Artifact Registry (gcr.io repositories that keep the image names)."""
     return f"gcloud artifacts docker upgrade migrate --projects={arg(project)}"

@@ -128,7 +128,7 @@ REASON_LINES = {
     "CONSUMER_INVALID": PROJECT_MISSING,
     "RESOURCE_PROJECT_INVALID": PROJECT_MISSING,
     "ACCESS_TOKEN_SCOPE_INSUFFICIENT": ["scopes do not cover", "keep https://www.googleapis.com/auth/cloud-platform"],
-    "ACCESS_TOKEN_EXPIRED": ["access token expired", "raise ACCESS_TOKEN_LIFETIME"],
+    "ACCESS_TOKEN_EXPIRED": ["expired", "rerun the step"],  # whose token, by service: pipe.diagnose._token_expired
     "CONSUMER_SUSPENDED": SUSPENDED,
     "GCP_SUSPENDED": SUSPENDED,
     "USER_PROJECT_MISSING": REQUESTER_PAYS,
@@ -417,3 +417,15 @@ def test_a_vpc_service_controls_ingress_rule_names_who_the_refused_request_spoke
     for line in (sts(body, 403), iam(body, 403)):
         assert "admits the step's federated identity (principalSet://iam.googleapis.com/" in line and PRINCIPAL not in line, line
     assert f"admits {PRINCIPAL} to" in token_service(403, json.dumps(body))
+
+
+
+def test_an_expired_token_is_said_by_whose_it_is():
+    body = rpc(401, "UNAUTHENTICATED", "Request had invalid authentication credentials.", "ACCESS_TOKEN_EXPIRED")
+    assert "step's OIDC token is expired" in sts(body, 401)
+    assert "federated token expired" in iam(body, 401) and "ACCESS_TOKEN_LIFETIME" not in iam(body, 401)
+    assert "raise ACCESS_TOKEN_LIFETIME" in token_service(401, json.dumps(body))
+    layer = ("error pulling image configuration: error parsing HTTP 400 response body: \"<?xml version='1.0' encoding='UTF-8'?>"
+             "<Error><Code>ExpiredToken</Code><Message>The provided token has expired.</Message><Details>Request signature "
+             "expired at: 2026-12-07T10:00:00+00:00</Details></Error>\"")
+    assert "signed URL a layer was downloaded from expired" in pull(layer)

@@ -92,7 +92,11 @@ def test_a_missing_layer_is_not_a_missing_tag():
 CONNECTION = {
     "unknown authority": ('Get "https://us-docker.pkg.dev/v2/": x509: certificate signed by unknown authority', "trust"),
     "wrong name": ('Get "https://us-docker.pkg.dev/v2/": tls: failed to verify certificate: x509: certificate is valid for '
-                   "proxy.corp.example, not us-docker.pkg.dev", "trust"),
+                   "proxy.corp.example, not us-docker.pkg.dev", "name"),
+    "alert": ('Get "https://us-docker.pkg.dev/v2/": remote error: tls: handshake failure', "alert"),
+    "old protocol": ('Get "https://us-docker.pkg.dev/v2/": remote error: tls: protocol version not supported', "alert"),
+    "proxy scheme": ('Get "https://us-docker.pkg.dev/v2/": proxyconnect tcp: tls: first record does not look like a TLS handshake',
+                     "scheme"),
     "expired": ('Get "https://us-docker.pkg.dev/v2/": x509: certificate has expired or is not yet valid: current time '
                 "2026-01-31T12:00:00Z is after 2025-12-31T23:59:59Z", "clock"),
     "plain http": ('Get "https://us-docker.pkg.dev/v2/": http: server gave HTTP response to HTTPS client', "https"),
@@ -106,6 +110,9 @@ CONNECTION_SAYS = {
     "https": ["us-docker.pkg.dev does not speak https", "fix the host in IMAGE"],
     "proxy": ["The proxy between the step and us-docker.pkg.dev refused the connection", "HTTPS_PROXY and NO_PROXY"],
     "clock": ["us-docker.pkg.dev's certificate expired or not yet valid", "the runner's clock is wrong"],
+    "name": ["The certificate presented for us-docker.pkg.dev is proxy.corp.example's", "exempt us-docker.pkg.dev from inspection"],
+    "alert": ["The TLS handshake with us-docker.pkg.dev was aborted by the other side", "HTTPS_PROXY and NO_PROXY"],
+    "scheme": ["HTTPS_PROXY names its proxy with https://", "http://HOST:PORT"],
 }
 
 
@@ -357,3 +364,57 @@ def test_a_registry_outside_google_asking_for_basic_auth_is_the_google_token_it_
     line = _pull_from("123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:1", 'Head "https://123456789012.dkr.ecr.eu-west-1.'
                       'amazonaws.com/v2/app/manifests/1": no basic auth credentials')
     assert "not a Google registry" in line and "REGISTRIES" in line, line
+
+
+
+def test_a_denial_on_the_key_that_encrypts_the_repository_is_the_keys_never_a_registry_role():
+    for text in ('denied: Permission \'cloudkms.cryptoKeyVersions.useToDecrypt\' denied on resource '
+                 "'projects/kms-proj/locations/us/keyRings/ar/cryptoKeys/tools' (or it may not exist).",
+                 "unknown: The Cloud KMS key projects/kms-proj/locations/us/keyRings/ar/cryptoKeys/tools/cryptoKeyVersions/1 is "
+                 "not enabled, current state is: DISABLED."):
+        line = pull(f'Head "https://us-docker.pkg.dev/v2/img-proj/tools/builder/manifests/1.4": {text}')
+        assert "customer-managed Cloud KMS key" in line and "roles/cloudkms.cryptoKeyEncrypterDecrypter" in line, line
+        assert "roles/artifactregistry" not in line and "add-iam-policy-binding" not in line
+
+
+def test_a_denial_on_another_repository_is_a_virtual_repositorys_upstream_read_by_the_service_agent():
+    line = pull('Head "https://us-docker.pkg.dev/v2/img-proj/tools/builder/manifests/1.4": denied: Permission '
+                '"artifactregistry.repositories.downloadArtifacts" denied on resource '
+                '"projects/shared-images/locations/us/repositories/base" (or it may not exist)')
+    assert "a repository IMAGE does not name" in line and "service agent" in line, line
+    assert "roles/artifactregistry.reader on projects/shared-images/locations/us/repositories/base" in line
+    assert f"does, not {PRINCIPAL}" in line and "add-iam-policy-binding" not in line
+
+
+def test_a_tag_a_cleanup_policy_removed_is_a_tag_to_change():
+    line = pull('Head "https://gcr.io/v2/img-proj/builder/manifests/v1": unknown: Tag v1 was deleted or has expired. To pull, '
+                "revive via time machine")
+    assert "was deleted, by a person or a cleanup policy" in line and "IMAGE" in line, line
+
+
+def test_no_credentials_arriving_at_the_right_host_is_a_proxy_dropping_them():
+    line = pull('Head "https://us-docker.pkg.dev/v2/img-proj/tools/builder/manifests/1.4": denied: Unauthenticated request. '
+                'Unauthenticated requests do not have permission "artifactregistry.repositories.downloadArtifacts" on resource '
+                '"projects/img-proj/locations/us/repositories/tools" (or it may not exist)')
+    assert "dropped the Authorization header" in line and "NO_PROXY" in line and "add-iam-policy-binding" not in line, line
+
+
+@pytest.mark.parametrize("text, says", [
+    ("failed to register layer: Error processing tar file(exit status 1): mknod /dev/null: operation not permitted", "device files"),
+    ('failed commit on ref "layer-sha256:' + "a" * 64 + '": commit failed: failed size validation: 1873412 != 27145615: failed '
+     "precondition", "arrived different from its digest"),
+])
+def test_more_of_the_daemons_own_failures(text, says):
+    line = pull(text)
+    assert says in line, line
+
+
+
+def test_a_located_artifact_registry_host_that_does_not_resolve_is_most_likely_its_location():
+    line = seen(diagnose_registry.pull_error(
+        'Get "https://me-central3-docker.pkg.dev/v2/": dial tcp: lookup me-central3-docker.pkg.dev on 169.254.169.254:53: no such host',
+        parsers.image("IMAGE", "me-central3-docker.pkg.dev/img-proj/tools/builder:1.4"), PRINCIPAL, retry.NETWORK))
+    assert line.index("me-central3 is no location") < line.index("RETRY_MAX_ATTEMPTS"), line
+    [command] = COMMAND.findall(line)
+    if GCLOUD:
+        assert gcloud_verdict(command)[0], command

@@ -85,6 +85,7 @@ ROUTES = {
     "Repository access": pull(),
     "No credentials reached the registry": pull(),
     "Image, tag or repository missing": pull(),
+    "Customer-managed key": pull(),
     "Not a container image": pull(),
     "Image content refused": pull(),
     "Token not accepted by the registry": pull(),
