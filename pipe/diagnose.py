@@ -121,11 +121,16 @@ def _billing_disabled(failure: Failure, context: Context) -> str:
 
 
 def _caller(failure: Failure, context: Context) -> str:
-    """Who the refused request spoke for: at STS and IAM Credentials, the step's federated identity (the service
-    account's token does not exist yet); at a registry, whoever the access token speaks for."""
+    """Who the refused request spoke for, as an IAM member: at STS and IAM Credentials, the step's federated identity
+    (the service account's token does not exist yet); at a registry, whoever the access token speaks for."""
     if failure.service in _API_OF and context.cfg is not None and context.step is not None:
-        return f"the step's federated identity ({context.cfg.provider.repository_member(context.step.claim('repositoryUuid'))})"
+        return context.cfg.provider.repository_member(context.step.claim("repositoryUuid"))
     return context.identity
+
+
+def _identity_named(failure: Failure, context: Context) -> str:
+    member = _caller(failure, context)
+    return f"the step's federated identity ({member})" if member.startswith("principal") else member
 
 
 def _vpc_service_controls(failure: Failure, context: Context) -> str:
@@ -133,7 +138,7 @@ def _vpc_service_controls(failure: Failure, context: Context) -> str:
     return (
         f"VPC Service Controls refused the request to {failure.service}: a service perimeter around "
         f"{the_project(_project(failure, context), context)} does not admit this step (Google: {said(failure)}). IAM grants cannot fix this: "
-        f"ask the perimeter's administrator for an ingress rule that admits {_caller(failure, context)} to "
+        f"ask the perimeter's administrator for an ingress rule that admits {_identity_named(failure, context)} to "
         f"{failure.get('service', 'the service')}{f' (unique ID {uid} finds the denial in the audit logs)' if uid else ''}, "
         "or run the step from inside the perimeter."
     )
@@ -298,6 +303,17 @@ def _suspended(failure: Failure, context: Context) -> str:
 
 
 def _requester_pays(failure: Failure, context: Context) -> str:
+    """A user project refused: a requester pays bucket behind a layer, or, elsewhere, the caller's use of the project
+    Google names (roles/serviceusage.serviceUsageConsumer, as Google's own message says)."""
+    layer = (failure.get("storage_code") or failure.get("fetching") == "layer" or failure.get("bucket")
+             or "requester pays" in failure.message.lower() or failure.service.startswith("Cloud Storage"))
+    if not layer:
+        project = _project(failure, context)
+        member = _caller(failure, context)
+        grant = (f"`{gcloud.project_grant(project, 'roles/serviceusage.serviceUsageConsumer', member)}`"
+                 if project and ":" in member and " " not in member else f"roles/serviceusage.serviceUsageConsumer for {member}")
+        return (f"{failure.service} refused the use of {the_project(project)} as the request's quota and billing project "
+                f"(Google: {said(failure)}): grant {grant} on it.")
     bucket = failure.get("bucket")
     turn_off = f" (`{gcloud.no_requester_pays('gs://' + bucket)}`)" if bucket else ""
     return (

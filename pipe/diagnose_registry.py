@@ -353,7 +353,8 @@ def _schema_1(failure: Failure, context: Context) -> str | None:
 
 # An artifact that is no container image (an attestation, a signature, a Helm chart, …), by its media type.
 _NOT_AN_IMAGE = re.compile(r"application/vnd\.(?!docker\.(?:distribution|container)|oci\.image)(?P<type>[a-z0-9][\w.+-]{0,100})")
-_NO_PLATFORM = re.compile(r"no matching manifest for|cannot be used on this platform|no match for platform in manifest")
+_NO_PLATFORM = re.compile(r"no matching manifest for|cannot be used on this platform|no match for platform in manifest"
+                          r"|does not match the specified platform")
 
 
 def _not_an_image(failure: Failure, context: Context) -> str | None:
@@ -489,6 +490,9 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
         return (f"The certificate presented for {host} is {named['names'][:120]}'s ({said(failure)}): something between the "
                 f"step and {host} (a TLS-inspecting proxy) answers in its place; exempt {host} from inspection or check "
                 "HTTPS_PROXY and NO_PROXY; Bitbucket's docker service cannot be given that proxy's CA.")
+    if not google_registries.is_google(host) and _CLOCK.search(text):
+        return (f"{host}'s certificate is expired or not yet valid ({said(failure)}): that registry's owner must renew it; "
+                "if it is current, the runner's clock is wrong.")
     if _CLOCK.search(text):
         return (f"The Docker daemon found {host}'s certificate expired or not yet valid ({said(failure)}): Google's "
                 "certificates are current, so most likely the runner's clock is wrong (check `date` and NTP on a self-hosted "
@@ -537,6 +541,9 @@ def _outside_google_tls(host: str, failure: Failure, plain: bool) -> str:
 _UNMAPPABLE_ID = re.compile(r"container id \d{1,20} cannot be mapped to a host id"
                             r"|failed to register layer:[^\n]{0,300}?lchown [^:\n]{1,300}: invalid argument", re.I)
 _DEVICE_NODE = re.compile(r"mknod \S{1,300}: operation not permitted", re.I)
+_XATTR = re.compile(r"lsetxattr (?P<attr>[\w.]{1,60}) \S{1,300}: operation not supported", re.I)
+_TOO_DEEP = re.compile(r"max depth exceeded", re.I)
+_ZSTD = re.compile(r"zstd|no processor for media-type|archive/tar: invalid tar header|mismatched image rootfs and manifest layers", re.I)
 _NO_SPACE = re.compile(r"no space left on device", re.I)
 _LAYER_VERIFICATION = re.compile(r"filesystem layer verification failed|failed size validation|unexpected commit digest", re.I)
 
@@ -551,6 +558,17 @@ def _daemon_side(failure: Failure, context: Context) -> str | None:
         return (f"{image} contains device files, which Bitbucket's docker service cannot create: it runs with user "
                 f"namespaces ({said(failure)}); rebuild the image IMAGE names without device nodes (nothing under /dev in "
                 "its layers).")
+    if xattr := _XATTR.search(text):
+        return (f"{image} sets the file attribute {xattr['attr']} (file capabilities or an image builder's overlay "
+                f"marks), which the docker service's storage cannot hold ({said(failure)}): rebuild the image IMAGE names "
+                "with docker build or buildx, without setcap on its files.")
+    if _TOO_DEEP.search(text):
+        return (f"{image} has more layers than the Docker daemon stacks (about 125; {said(failure)}): rebuild the image "
+                "IMAGE names with fewer layers (combine RUN steps, or squash it).")
+    if _ZSTD.search(text) and "layer" in text.lower() or "no processor for media-type" in text:
+        return (f"{image}'s layers are in a compression or format this Docker daemon cannot unpack, most likely zstd "
+                f"({said(failure)}): push the image again with gzip layers (docker buildx --output "
+                "type=image,compression=gzip,force-compression=true) and point IMAGE at it.")
     if _NO_SPACE.search(text):
         return (f"The docker service ran out of disk while storing {image} ({said(failure)}): make the image IMAGE names smaller, or "
                 "run the step where the daemon has more disk (a larger step size, or a self-hosted runner).")

@@ -313,6 +313,8 @@ def _daemon_code(text: str) -> tuple[str, str]:
             end = found + len(written) + 2
             if found < 0 or (end < len(lowered) and lowered[end] != ":"):
                 continue
+            if end >= len(lowered) and code == "UNKNOWN":  # a trailing ": unknown" is containerd's error class: the
+                continue                                   # words before it are the message
             at = end + 1
         if best is None or at < best[0]:
             best = (at, code)

@@ -90,6 +90,10 @@ def project_describe(project: str) -> str:
     return f"gcloud projects describe {arg(project)}"
 
 
+def project_grant(project: str, role: str, member: str) -> str:
+    return f"gcloud projects add-iam-policy-binding {arg(project)} --role={arg(role)} --member={arg(member)}"
+
+
 def project_undelete(project: str) -> str:
     return f"gcloud projects undelete {arg(project)}"
 

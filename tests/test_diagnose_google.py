@@ -5,6 +5,7 @@ import pytest
 
 from tests.support.diagnosis import (
     CLAIMS,
+    COMMAND,
     GRANTS,
     HOP,
     PHRASES,
@@ -17,6 +18,7 @@ from tests.support.diagnosis import (
     settings_for,
     sts,
 )
+from tests.support.google_tools import GCLOUD, gcloud_verdict
 
 # --- IAM Credentials ---------------------------------------------------------------------------------------------------
 
@@ -196,3 +198,14 @@ def test_a_lifetime_field_violation_is_the_lifetime_whatever_its_description_nam
 def test_a_missing_account_google_names_from_delegates_is_said_to_be_in_delegates():
     line = iam(rpc(404, "NOT_FOUND", f"Not found; Gaia id not found for email {HOP}"), 404, cfg=settings_for(DELEGATES=HOP))
     assert f"{HOP}, listed in DELEGATES, was not found" in line and "check that e-mail in DELEGATES" in line, line
+
+
+def test_a_user_project_refused_outside_cloud_storage_is_the_service_usage_grant_google_names():
+    body = rpc(403, "PERMISSION_DENIED", "Caller does not have required permission to use project my-proj. Grant the caller the "
+               "roles/serviceusage.serviceUsageConsumer role.", "USER_PROJECT_DENIED", consumer="projects/my-proj")
+    line = iam(body, 403)
+    assert "roles/serviceusage.serviceUsageConsumer" in line and "requester pays" not in line, line
+    [command] = COMMAND.findall(line)
+    assert command.startswith("gcloud projects add-iam-policy-binding my-proj") and "principalSet://" in command
+    if GCLOUD:
+        assert gcloud_verdict(command)[0], command

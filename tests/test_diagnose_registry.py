@@ -418,3 +418,29 @@ def test_a_located_artifact_registry_host_that_does_not_resolve_is_most_likely_i
     [command] = COMMAND.findall(line)
     if GCLOUD:
         assert gcloud_verdict(command)[0], command
+
+
+@pytest.mark.parametrize("text, says", [
+    ("failed to register layer: max depth exceeded", "more layers than the Docker daemon stacks"),
+    ("failed to register layer: lsetxattr security.capability /usr/bin/ping: operation not supported", "security.capability"),
+    ("failed to register layer: Error processing tar file(exit status 1): archive/tar: invalid tar header", "most likely zstd"),
+    ("failed to extract layer sha256:" + "b" * 64 + ": failed to get stream processor for "
+     "application/vnd.docker.image.rootfs.diff.tar.zstd: no processor for media-type: unknown", "most likely zstd"),
+    ("image with reference us-docker.pkg.dev/img-proj/tools/builder:1.4 was found but does not match the specified platform: "
+     "wanted linux/amd64, actual: linux/arm64/v8", "has no variant for the docker service's platform"),
+])
+def test_a_fourth_rounds_daemon_side_classes(text, says):
+    line = pull(text)
+    assert says in line and "IMAGE" in line, line
+    not_a_grant_nor_a_retry(line)
+
+
+def test_a_trailing_unknown_is_containerds_error_class_and_the_words_before_it_are_kept():
+    failure = from_registry("failed to get stream processor: no processor for media-type: unknown", None, "the registry")
+    assert failure.code == "" and "no processor for media-type" in failure.message
+
+
+def test_an_expired_certificate_at_a_registry_outside_google_is_that_registrys_to_renew():
+    line = _pull_from("registry.internal.example.com/team/app:1", 'Get "https://registry.internal.example.com/v2/": x509: '
+                      "certificate has expired or is not yet valid: current time 2026-12-07T10:15:02Z is after 2026-11-30T23:59:59Z")
+    assert "owner must renew it" in line and "Google's certificates" not in line, line
