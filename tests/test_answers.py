@@ -121,7 +121,6 @@ def test_a_token_of_exactly_the_maximum_length_is_accepted():
 
 @pytest.mark.parametrize("data, problem", [
     (b"", "its body is not valid JSON (line 1, column 1)"),
-    (b"<!DOCTYPE html><html><title>Error 404 (Not Found)!!1</title></html>", "its body is not valid JSON (line 1, column 1)"),
     (b'{"access_token": "' + ACCESS_TOKEN.encode() + b'", "expires_in": 3599', "its body is not valid JSON (line 1, column"),
     (b'{"access_token": "\xff\xfe"}', "its body is not UTF-8 text"),
     ('{"access_token": "x"}'.encode("utf-16"), "its body is UTF-16 text"),
@@ -352,3 +351,15 @@ def test_a_refusal_never_quotes_a_token_whatever_field_holds_it(secret, field, w
             check(encoded(body), *args)
         except PipeError as error:
             assert secret not in error.message and secret[:16] not in error.message and secret[-16:] not in error.message
+
+
+@pytest.mark.parametrize("page", [b"<!DOCTYPE html><html><title>Error 404 (Not Found)!!1</title></html>",
+                                  b"<!DOCTYPE html><html><title>Sign in to the network</title></html>",
+                                  b"\n  <html><body>Please log in to continue</body></html>",
+                                  b"<!-- portal --><HTML><HEAD><TITLE>Guest WiFi</TITLE></HEAD></HTML>"])
+def test_a_web_page_with_200_is_something_in_between_on_every_service(page):
+    for read in (answers.check_sts, answers.check_access_token, answers.id_token,
+                 lambda data: answers.registry_token(data, "The token service us-docker.pkg.dev", "check REGISTRIES")):
+        with pytest.raises(PipeError, match="answered HTTP 200 with a web page, not its answer: .*HTTPS_PROXY") as refused:
+            read(page)
+        assert "REGISTRIES" not in refused.value.message

@@ -394,7 +394,7 @@ LONG = "0123456789abcdef" * 3  # tokens long enough to be Google's, so each body
 LONG_FED, LONG_SA = f"fed-{LONG}", f"sa-{LONG}"
 ODD_SUCCESSES = {
     "sts short token": ("sts", {"access_token": "fed-01234567", "expires_in": 3600}, "its access_token is not a token (12 characters"),
-    "sts not json": ("sts", b"<html>OK</html>", "Google STS answered HTTP 200, but its body is not valid JSON"),
+    "sts not json": ("sts", b"OK, not json", "Google STS answered HTTP 200, but its body is not valid JSON"),
     "sts no expiry": ("sts", {"access_token": LONG_FED, "token_type": "Bearer"}, "its expires_in is missing (expires_in)"),
     "sts token a number": ("sts", {"access_token": 12345678, "expires_in": 3600}, "its access_token is a number, not a string"),
     "sts token with a space": ("sts", {"access_token": f"fed {LONG}", "expires_in": 3600}, "its access_token is not a token"),

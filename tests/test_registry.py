@@ -417,7 +417,7 @@ def test_a_denied_pull_token_is_explained(stub):
 
 
 @pytest.mark.parametrize("body, field", [
-    (b"<html>oops</html>", "the body"),
+    (b"oops, not json", "the body"),
     (b"", "the body"),
     (b'["token"]', "the body"),
     (b"{}", "access_token"),
