@@ -31,14 +31,12 @@ def body(service: str, data: bytes, fix: str) -> dict:
     try:
         return untrusted.json_object(data, bom=False)
     except untrusted.NotJson as error:
-        if _WEB_PAGE.match(data[:2048]):  # a login or block page in the API's place: a proxy or captive portal's
+        if untrusted.is_web_page(untrusted.text(data, 2048)):  # a login or block page in the API's place: a proxy or captive portal's
             raise PipeError(f"{service} answered HTTP 200 with a web page, not its answer: something between the step and "
                             "it (a proxy or a captive portal asking for a login) answered in its place; check HTTPS_PROXY "
                             "and NO_PROXY, and that the runner's network reaches the host directly.") from None
         raise _refuse(service, "the body", f"its body {error.reason}", fix) from None
 
-
-_WEB_PAGE = re.compile(rb"\s*(?:<!--.{0,200}?-->\s*)?<(?:!doctype html|html|head|body)\b", re.I | re.S)
 
 
 def _wrong_type(answer: dict, field: str, wanted: str) -> str:

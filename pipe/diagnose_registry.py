@@ -412,8 +412,8 @@ def _nothing_answers(failure: Failure, context: Context) -> str | None:
     first = _FIRST_CONTACT.search(failure.message)
     host = context.image.host
     if (not first or first["host"] != host.lower() or failure.status or failure.code or failure.transient != retry.NETWORK
-            or google_registries.is_google(host) or host.lower() in google_registries.WELL_KNOWN_HOSTS
-            or _DNS_LOOKUP.search(failure.message)):  # a registry for sure, or the step's DNS server failing: transient
+            # a registry for sure, or the step's DNS server failing: transient
+            or google_registries.is_known_registry(host) or _DNS_LOOKUP.search(failure.message)):
         return None
     return (
         f"Nothing at {host} answered as a registry on any try ({said(failure)}): check the registry host in IMAGE and "
@@ -433,7 +433,7 @@ def _unresolved(failure: Failure, context: Context) -> str | None:
         return None
     host = found["host"]
     own = host == context.image.host.split(":")[0]
-    if own and not google_registries.is_google(host) and host not in google_registries.WELL_KNOWN_HOSTS:
+    if own and not google_registries.is_known_registry(host):
         return (f"The registry host {host} does not resolve ({said(failure)}): check the host in IMAGE and REGISTRIES"
                 f"{google_registries.mistyped(host) or ' for a typo'}; a name only your private network resolves needs a "
                 "self-hosted runner inside it.")
@@ -490,15 +490,12 @@ def _connection_setup(failure: Failure, context: Context) -> str | None:
         return (f"The certificate presented for {host} is {named['names'][:120]}'s ({said(failure)}): something between the "
                 f"step and {host} (a TLS-inspecting proxy) answers in its place; exempt {host} from inspection or check "
                 "HTTPS_PROXY and NO_PROXY; Bitbucket's docker service cannot be given that proxy's CA.")
-    if not google_registries.is_google(host) and _CLOCK.search(text):
-        return (f"{host}'s certificate is expired or not yet valid ({said(failure)}): that registry's owner must renew it; "
-                "if it is current, the runner's clock is wrong.")
+    if not google_registries.is_google(host) and (outside := _outside_google_tls(host, failure)):
+        return outside
     if _CLOCK.search(text):
         return (f"The Docker daemon found {host}'s certificate expired or not yet valid ({said(failure)}): Google's "
                 "certificates are current, so most likely the runner's clock is wrong (check `date` and NTP on a self-hosted "
                 "runner); otherwise a TLS-inspecting proxy between the step and Google presents an out-of-date certificate.")
-    if not google_registries.is_google(host) and (_UNTRUSTED.search(text) or _PLAIN_HTTP.search(text)):
-        return _outside_google_tls(host, failure, plain=bool(_PLAIN_HTTP.search(text)))
     if _UNTRUSTED.search(text):
         return (f"The Docker daemon did not trust the certificate {host} presented ({said(failure)}): Google's registries "
                 "serve publicly trusted certificates, so something between the step and Google (a TLS-inspecting proxy, "
@@ -528,10 +525,19 @@ def _not_the_registrys_page(failure: Failure, context: Context) -> str | None:
             f"and NO_PROXY in the step and the docker service, or have {context.image.host} allowed there.")
 
 
-def _outside_google_tls(host: str, failure: Failure, plain: bool) -> str:
-    """A registry outside Google whose https the docker service cannot use: its own certificate or no TLS at all."""
-    what = ("serves plain http where the Docker daemon asks for https" if plain else
-            "presents a certificate the Docker daemon does not trust (most likely the registry's own or a private CA)")
+def _outside_google_tls(host: str, failure: Failure) -> str | None:
+    """A registry outside Google whose https the docker service cannot use: its own certificate, out of date or
+    untrusted, or no TLS at all. None for any other failure."""
+    text = failure.message
+    if _CLOCK.search(text):
+        return (f"{host}'s certificate is expired or not yet valid ({said(failure)}): that registry's owner must renew it; "
+                "if it is current, the runner's clock is wrong.")
+    if _PLAIN_HTTP.search(text):
+        what = "serves plain http where the Docker daemon asks for https"
+    elif _UNTRUSTED.search(text):
+        what = "presents a certificate the Docker daemon does not trust (most likely the registry's own or a private CA)"
+    else:
+        return None
     return (f"{host} {what} ({said(failure)}): Bitbucket's docker service takes no CA and no insecure registry, so "
             f"give {host} a publicly trusted certificate over https, or pull on a self-hosted runner whose daemon trusts "
             f"it (/etc/docker/certs.d/{host}/ca.crt); if a TLS-inspecting proxy is in between, check HTTPS_PROXY and NO_PROXY.")

@@ -198,7 +198,6 @@ def _transient(failure: Failure, kind: str | None) -> str | None:
     return kind if failure.reason in ("", "ACCESS_TOKEN_EXPIRED") else None
 
 
-_WEB_PAGE = re.compile(r"<(?:!doctype html|html)\b", re.I)
 # Google's front end's own error pages: the robot page ("That’s an error.", a "!!1" title), and the plain one it
 # serves a client it refuses ("Your client does not have permission to get URL … from this server").
 _GOOGLES_PAGE = re.compile(r"www\.google\.com/images/errors/robot\.png|That[’']s an error\.|\([A-Za-z ]{2,40}\)!!1"
@@ -207,7 +206,7 @@ _GOOGLES_PAGE = re.compile(r"www\.google\.com/images/errors/robot\.png|That[’'
 
 def _read_web_page(failure: Failure, text: str) -> None:
     """An HTML page where an API's error should be (Google's front end, a proxy): it says nothing about identities or grants."""
-    if _WEB_PAGE.search(text):
+    if untrusted.is_web_page(text):
         failure.metadata["answer"] = "web page"
         if _GOOGLES_PAGE.search(text):
             failure.metadata["page"] = "Google's"
@@ -256,7 +255,7 @@ def from_registry(text: str, status: int | None, service: str) -> Failure:
         else:
             failure.code, failure.message = _daemon_code(text)
         failure.status = status or _embedded_status(text)
-        if not _WEB_PAGE.search(text):  # a bare 401/403 from the registry says what its code would; a page is no registry's
+        if not untrusted.is_web_page(text):  # a bare 401/403 from the registry says what its code would; a page is no registry's
             failure.code = failure.code or _CODE_OF_STATUS.get(failure.status, "")
         if xml := _XML_CODE.search(text):  # Cloud Storage, serving a layer
             failure.metadata["storage_code"] = xml["code"]

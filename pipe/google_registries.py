@@ -73,6 +73,11 @@ WELL_KNOWN_HOSTS = (*DEFAULT_DOCKER_HOSTS, "k8s.gcr.io", DOCKER_HUB, "registry-1
                     "quay.io", "registry.k8s.io", "mcr.microsoft.com", "public.ecr.aws", "registry.gitlab.com", "nvcr.io")
 
 
+def is_known_registry(host: str) -> bool:
+    """A host that surely serves a registry (Google's, or a well-known one): a failure to reach it is the way there."""
+    return is_google(host) or host.lower() in WELL_KNOWN_HOSTS
+
+
 def likely_meant(host: str) -> str | None:
     """The well-known registry host (or LOCATION-docker.pkg.dev) that `host` is one slip away from: a letter missing,
     added, changed, or two letters swapped. None for a well-known host itself, or one with a port (a private registry)."""

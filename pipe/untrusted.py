@@ -92,3 +92,11 @@ def text(data: bytes | str | None, limit: int = MAX_TEXT) -> str:
     if isinstance(data, bytes):
         data = data[: limit * 4].decode("utf-8", "replace")
     return data[:limit]
+
+
+_WEB_PAGE = re.compile(r"<(?:!doctype html|html)\b", re.I)
+
+
+def is_web_page(text: str) -> bool:
+    """HTML where an API's JSON or a registry's error should be: a front end's, a proxy's or a captive portal's page."""
+    return bool(_WEB_PAGE.search(text))
