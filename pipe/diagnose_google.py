@@ -179,9 +179,10 @@ def _sts_condition(failure: Failure, context: Context) -> str | None:
     if evaluated := _CONDITION_FAILED.search(failure.message):  # the condition read a claim this token lacks
         return (f"Provider {p.provider_id}'s attribute condition could not be evaluated for this step's token (Google: "
                 f"{said(failure)}): it reads {evaluated['key'] or 'a claim'} that this token does not carry (Bitbucket "
-                "leaves out deploymentEnvironmentUuid outside deployments, for one); guard it with has(), as in "
-                f"`has(assertion.{evaluated['key'] or 'branchName'}) && …`, with "
-                f"`{gcloud.provider('update-oidc', p, '--attribute-condition=' + gcloud.arg('CONDITION'))}`.")
+                "leaves out deploymentEnvironmentUuid outside deployments, for one); "
+                f"`{gcloud.provider('describe', p, '--format=' + gcloud.arg('value(attributeCondition)'))}` shows the "
+                f"condition: guard that claim with has(), as in has(assertion.{evaluated['key'] or 'branchName'}) && …, and set "
+                "it again with update-oidc --attribute-condition.")
     if "rejected by the attribute condition" in failure.message:
         condition = gcloud.arg(f"assertion.repositoryUuid == '{step.claim('repositoryUuid')}'")
         return (

@@ -181,6 +181,20 @@ def test_a_condition_that_cannot_be_evaluated_names_the_missing_claim_and_has():
     line = sts({"error": "unauthorized_client", "error_description": "Failed to evaluate the attribute condition: no such key: "
                 "branchName"}, 400)
     assert "reads branchName" in line and "has(assertion.branchName)" in line, line
+    [command] = COMMAND.findall(line)  # a command to run as printed: no placeholder in it
+    assert command.endswith('--format="value(attributeCondition)"'), command
+    if GCLOUD:
+        assert gcloud_verdict(command)[0], command
+
+
+def test_the_new_sts_lines_commands_run_in_gcloud():
+    lines = [sts({"error": "unauthorized_client", "error_description": "The mapped attribute 'google.subject' must be of type "
+                  "STRING."}, 400),
+             sts({"error": "invalid_grant", "error_description": "Error connecting to the given credential's issuer."}, 400)]
+    commands = [command for line in lines for command in COMMAND.findall(line)]
+    assert len(commands) == 3, commands
+    if GCLOUD:
+        assert all(gcloud_verdict(command)[0] for command in commands), commands
 
 
 def test_a_json_not_found_from_sts_is_the_provider():
