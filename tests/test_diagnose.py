@@ -364,8 +364,15 @@ ROUTES = {
     "sts": lambda text: diagnose_google.sts_error({"error": "invalid_grant", "error_description": text}, CFG, STEP, 400),
     "iam": lambda text: diagnose_google.iam_error({"message": text}, CFG, STEP, status=404),
 }
+# What the rules look for before a run of the server's text: each rule's own trigger, so its pattern meets the rest.
+TRIGGERS = ['Get "https://ghrc.io/v2/": ', "dial tcp: lookup ghrc.io on ", "failed to register layer: ",
+            "failed to register layer: lchown ", "remote error: tls: ", "x509: certificate is valid for ",
+            'unknown: failed to fetch "1" from upstream: ', "unsupported media type application/vnd.",
+            "Permission 'cloudkms.", "unknown: The Cloud KMS key ", "Tag ", "The mapped attribute '",
+            "Failed to evaluate the attribute condition", "The size of mapped attribute ", "lsetxattr ",
+            "Project #", "proxyconnect tcp: "]
 PREFIXES = st.sampled_from(["", 'Head "https://gcr.io/v2/p/app/manifests/1": ', "error pulling image configuration: ",
-                            'failed to resolve reference "gcr.io/p/app:1": ', "<!DOCTYPE html><html>", "Error: image "])
+                            'failed to resolve reference "gcr.io/p/app:1": ', "<!DOCTYPE html><html>", "Error: image ", *TRIGGERS])
 
 
 @settings(max_examples=150, deadline=EXAMPLE_DEADLINE_MS)
@@ -374,6 +381,13 @@ PREFIXES = st.sampled_from(["", 'Head "https://gcr.io/v2/p/app/manifests/1": ', 
 def test_every_route_says_one_bounded_line_whatever_it_is_sent(text, route, prefix):
     line = seen(ROUTES[route](prefix + text))
     assert len(line) < QUOTED + 2000, len(line)  # Google's words at most QUOTED, the rest the pipe's own and short names
+
+
+@settings(max_examples=120, deadline=EXAMPLE_DEADLINE_MS)
+@given(route=st.sampled_from(list(ROUTES)), trigger=st.sampled_from(TRIGGERS), text=st.sampled_from(BIG_TEXTS))
+def test_every_rules_trigger_followed_by_megabytes_says_one_bounded_line_in_time(text, route, trigger):
+    line = seen(ROUTES[route](trigger + text))
+    assert len(line) < QUOTED + 2000, len(line)
 
 
 # --- every command printed runs through gcloud ---------------------------------------------------------------------------
